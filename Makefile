@@ -1,0 +1,26 @@
+# The two commands a newcomer needs (see README.md):
+#   make demo  — set up, start the embedded database, push migrations and policies, seed, show status
+#   make test  — the same set-up plus pgTAP, then every check and test
+.PHONY: demo test bootstrap lint clean
+
+VENV := .venv
+BIN := $(VENV)/bin
+
+demo: bootstrap
+	$(BIN)/pysync up
+
+test:
+	./scripts/bootstrap.sh --pgtap
+	$(BIN)/ruff check pysync cli tests
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+bootstrap:
+	./scripts/bootstrap.sh
+
+lint: bootstrap
+	$(BIN)/pysync db lint
+
+clean:
+	-$(BIN)/pysync db stop
+	rm -rf .pysync

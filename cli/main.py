@@ -1,0 +1,58 @@
+"""The ``pysync`` command: typer groups combined at the root, one error handler."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from pysync_cli import context, output
+from pysync_cli.db import db_app
+from pysync_cli.errors import debug_enabled, report
+from pysync_cli.options import DbUrl, Json
+from pysync_cli.render import render_push, render_status, render_tables
+
+app = typer.Typer(
+    name="pysync",
+    help="SQL-first Supabase backend: local database, migrations, policies and operations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db_app, name="db")
+
+
+@app.command("up")
+def up(db_url: DbUrl = None, as_json: Json = False) -> None:
+    """Start the embedded database if needed, push migrations and policies, seed."""
+    project = context.project(db_url)
+    result = project.up(progress=None if as_json else output.say)
+
+    def human() -> None:
+        render_push(result)
+        render_status(project.status())
+        render_tables(project)
+
+    output.emit(as_json, {**result.as_dict(), "status": project.status()}, human)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; expected errors print one line."""
+    try:
+        outcome = app(args=argv, standalone_mode=False, prog_name="pysync")
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        output.err_console.print("aborted")
+        return 1
+    except Exception as exc:
+        if debug_enabled():
+            raise
+        return report(exc)
+    return outcome if isinstance(outcome, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""The exceptions the library raises.
+
+Every error a user can cause or fix derives from :class:`PysyncError`, so the CLI can turn it
+into one readable line in one place (``pysync_cli.errors``) while real bugs still surface as
+tracebacks.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "LocalDatabaseError",
+    "MigrationDriftError",
+    "MigrationError",
+    "MigrationFileError",
+    "PysyncError",
+]
+
+
+class PysyncError(Exception):
+    """Base class: an error the user can act on. ``str(err)`` is the one-line message."""
+
+
+class ConfigError(PysyncError):
+    """A setting is missing or malformed."""
+
+
+class LocalDatabaseError(PysyncError):
+    """The embedded PostgreSQL cluster could not be created, started, stopped or reached."""
+
+
+class MigrationFileError(PysyncError):
+    """A migration or policy file is badly named or cannot be parsed."""
+
+
+class MigrationError(PysyncError):
+    """A migration or policy file failed while being applied; nothing of it was kept.
+
+    Carries where it failed so callers (and ``--json`` output) can point at the exact place.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        statement: int | None = None,
+        line: int | None = None,
+        sqlstate: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.statement = statement
+        self.line = line
+        self.sqlstate = sqlstate
+
+
+class MigrationDriftError(PysyncError):
+    """Applied migrations no longer match their files, or the database has unknown versions."""

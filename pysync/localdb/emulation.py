@@ -1,0 +1,128 @@
+"""The Supabase database emulation: what a hosted project's database has before any migration.
+
+Roles are cluster-wide and re-asserted on every start (``00_roles.sql``). Everything else is
+per database (``10_`` … ``40_*.sql``), applied once to a fresh database in one transaction and
+recorded in ``pysync_local.emulation`` with a version that is the hash of those files, so a
+database built from older emulation SQL is recognised. None of this is ever pushed: it stands
+in for what Supabase itself installs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from pysync.errors import LocalDatabaseError
+
+__all__ = [
+    "EMULATION_VERSION",
+    "LOGIN_ROLES",
+    "apply_database_emulation",
+    "apply_roles",
+    "configure_database",
+    "installed_version",
+]
+
+#: Roles that log in directly and so need the local password.
+LOGIN_ROLES = (
+    "postgres",
+    "authenticator",
+    "supabase_auth_admin",
+    "supabase_storage_admin",
+    "supabase_replication_admin",
+)
+
+
+def _sql_files() -> list[tuple[str, str]]:
+    folder = resources.files("pysync.localdb") / "sql"
+    return sorted(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+
+
+def _database_files() -> list[tuple[str, str]]:
+    return [(name, text) for name, text in _sql_files() if not name.startswith("00_")]
+
+
+def _version() -> str:
+    digest = hashlib.sha256()
+    for name, text in _database_files():
+        digest.update(name.encode())
+        digest.update(text.encode())
+    return digest.hexdigest()[:16]
+
+
+EMULATION_VERSION = _version()
+
+
+def apply_roles(conn: psycopg.Connection[Any], password: str) -> None:
+    """Create or re-assert Supabase's cluster roles and give login roles ``password``."""
+    roles_sql = dict(_sql_files())["00_roles.sql"]
+    with conn.transaction():
+        conn.execute(roles_sql.encode())
+        for role in LOGIN_ROLES:
+            conn.execute(
+                sql.SQL("alter role {} password {}").format(
+                    sql.Identifier(role), sql.Literal(password)
+                )
+            )
+
+
+def installed_version(conn: psycopg.Connection[Any]) -> str | None:
+    """The emulation version a database carries, or ``None`` for a bare database."""
+    row = conn.execute("select to_regclass('pysync_local.emulation') is not null").fetchone()
+    if not row or not row[0]:
+        return None
+    found = conn.execute(
+        "select version from pysync_local.emulation order by applied_at desc limit 1"
+    ).fetchone()
+    return str(found[0]) if found else None
+
+
+def apply_database_emulation(conn: psycopg.Connection[Any]) -> str:
+    """Install the emulation into the connected (fresh) database, in one transaction.
+
+    Must be connected as the bootstrap superuser. Installs pgTAP into ``extensions`` as
+    well when the server has it, so SQL tests can run in any database made from this one.
+    """
+    have = installed_version(conn)
+    if have == EMULATION_VERSION:
+        return have
+    if have is not None:
+        raise LocalDatabaseError(
+            f"this database carries Supabase emulation {have}, not {EMULATION_VERSION}: "
+            "run `pysync db reset --yes` to rebuild it"
+        )
+    with conn.transaction():
+        for name, text in _database_files():
+            try:
+                conn.execute(text.encode())
+            except psycopg.Error as exc:
+                raise LocalDatabaseError(f"emulation file {name} failed: {exc}") from exc
+        available = conn.execute(
+            "select 1 from pg_available_extensions where name = 'pgtap'"
+        ).fetchone()
+        if available:
+            conn.execute("create extension if not exists pgtap with schema extensions")
+        conn.execute(
+            "insert into pysync_local.emulation (version) values (%s)", (EMULATION_VERSION,)
+        )
+    return EMULATION_VERSION
+
+
+def configure_database(conn: psycopg.Connection[Any], dbname: str, jwt_secret: str) -> None:
+    """Per-database settings a hosted project has (not copied from a template database)."""
+    db = sql.Identifier(dbname)
+    conn.execute(sql.SQL("alter database {} owner to postgres").format(db))
+    for name, value in (("app.settings.jwt_secret", jwt_secret), ("app.settings.jwt_exp", "3600")):
+        conn.execute(
+            sql.SQL("alter database {} set {} = {}").format(
+                db, sql.Identifier(name), sql.Literal(value)
+            )
+        )

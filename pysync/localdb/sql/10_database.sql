@@ -1,0 +1,42 @@
+-- The database side of a Supabase project: schemas, grants and default privileges.
+-- Local emulation only: applied once per fresh database by pysync.localdb, never pushed.
+-- Runs as the bootstrap superuser (supabase_admin), like Supabase's own image set-up.
+
+create schema if not exists pysync_local;
+comment on schema pysync_local is 'Local emulation bookkeeping; does not exist on Supabase.';
+create table if not exists pysync_local.emulation (
+    version text primary key,
+    applied_at timestamptz not null default now()
+);
+
+-- Extensions live in their own schema, on every role's search path.
+create schema if not exists extensions;
+grant usage on schema extensions to postgres, anon, authenticated, service_role;
+create extension if not exists "uuid-ossp" with schema extensions;
+create extension if not exists pgcrypto with schema extensions;
+
+-- public: owned by the database owner (postgres); the API roles may use it, and every
+-- table, function and sequence created there is granted to them, so RLS is the only guard.
+grant usage on schema public to postgres, anon, authenticated, service_role;
+grant all on schema public to postgres;
+
+alter default privileges in schema public grant all on tables to postgres, anon, authenticated, service_role;
+alter default privileges in schema public grant all on functions to postgres, anon, authenticated, service_role;
+alter default privileges in schema public grant all on sequences to postgres, anon, authenticated, service_role;
+alter default privileges for role postgres in schema public grant all on tables to anon, authenticated, service_role;
+alter default privileges for role postgres in schema public grant all on functions to anon, authenticated, service_role;
+alter default privileges for role postgres in schema public grant all on sequences to anon, authenticated, service_role;
+
+-- graphql_public exists on every project and is exposed by PostgREST's default config.
+create schema if not exists graphql_public;
+grant usage on schema graphql_public to postgres, anon, authenticated, service_role;
+
+-- The publication Realtime's postgres_changes listens to; postgres adds tables to it.
+do $pub$
+begin
+    if not exists (select from pg_catalog.pg_publication where pubname = 'supabase_realtime') then
+        create publication supabase_realtime;
+    end if;
+end
+$pub$;
+alter publication supabase_realtime owner to postgres;

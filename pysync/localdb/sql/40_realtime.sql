@@ -1,0 +1,122 @@
+-- The database side of Supabase Realtime: broadcast messages partitioned by day, the topic
+-- setting that authorization policies read, and the send helpers. Local emulation only.
+-- Locally realtime.send() also NOTIFYs the topic so tests can LISTEN for broadcasts.
+
+create schema if not exists realtime;
+grant usage on schema realtime to postgres, anon, authenticated, service_role;
+
+create table realtime.messages (
+    topic text not null,
+    extension text not null,
+    payload jsonb,
+    event text,
+    private boolean default false,
+    updated_at timestamp not null default now(),
+    inserted_at timestamp not null default now(),
+    id uuid not null default gen_random_uuid(),
+    primary key (id, inserted_at)
+) partition by range (inserted_at);
+create index messages_inserted_at_topic_index on realtime.messages (inserted_at desc, topic)
+where (extension = 'broadcast' and private is true);
+
+alter table realtime.messages enable row level security;
+alter table realtime.messages owner to supabase_realtime_admin;
+grant select, insert, update on realtime.messages to postgres, anon, authenticated, service_role;
+
+-- The Realtime server sets realtime.topic before probing a private channel's policies.
+create function realtime.topic() returns text
+language sql stable
+as $$
+    select nullif(current_setting('realtime.topic', true), '')::text
+$$;
+
+create function realtime.send(
+    payload jsonb, event text, topic text, private boolean default true
+) returns void
+language plpgsql
+as $$
+declare
+    message_id uuid := gen_random_uuid();
+    final_payload jsonb;
+begin
+    begin
+        -- Like current Supabase: the message id is added to the payload unless present.
+        final_payload := case
+            when payload ? 'id' then payload
+            else jsonb_set(payload, '{id}', to_jsonb(message_id))
+        end;
+        perform set_config('realtime.topic', topic, true);
+        insert into realtime.messages (id, payload, event, topic, private, extension)
+        values (message_id, final_payload, event, topic, private, 'broadcast');
+        -- Local only: the Realtime server would pick the row up; tests LISTEN instead.
+        perform pg_notify(topic, jsonb_build_object(
+            'event', event, 'payload', final_payload, 'private', private
+        )::text);
+    exception when others then
+        raise warning 'ErrorSendingBroadcastMessage: %', sqlerrm;
+    end;
+end
+$$;
+
+create function realtime.broadcast_changes(
+    topic_name text,
+    event_name text,
+    operation text,
+    table_name text,
+    table_schema text,
+    new record,
+    old record,
+    level text default 'ROW'
+) returns void
+language plpgsql
+as $$
+declare
+    row_data jsonb;
+begin
+    if level = 'STATEMENT' then
+        raise exception 'function can only be triggered for each row, not for each statement';
+    end if;
+    if operation not in ('INSERT', 'UPDATE', 'DELETE') then
+        raise exception 'Unexpected operation type: %', operation;
+    end if;
+    row_data := jsonb_build_object(
+        'old_record', old,
+        'record', new,
+        'operation', operation,
+        'table', table_name,
+        'schema', table_schema
+    );
+    perform realtime.send(row_data, event_name, topic_name);
+end
+$$;
+
+grant execute on all functions in schema realtime to postgres, anon, authenticated, service_role;
+
+-- The Realtime server creates daily partitions ahead of time; locally this does it.
+create function pysync_local.create_realtime_partitions(
+    from_day date default current_date - 1, days integer default 8
+) returns integer
+language plpgsql
+as $$
+declare
+    day date;
+    created integer := 0;
+    partition_name text;
+begin
+    for offset_days in 0 .. days - 1 loop
+        day := from_day + offset_days;
+        partition_name := 'messages_' || to_char(day, 'YYYY_MM_DD');
+        if to_regclass(format('realtime.%I', partition_name)) is null then
+            execute format(
+                'create table realtime.%I partition of realtime.messages for values from (%L) to (%L)',
+                partition_name, day::timestamp, (day + 1)::timestamp
+            );
+            execute format('alter table realtime.%I owner to supabase_realtime_admin', partition_name);
+            created := created + 1;
+        end if;
+    end loop;
+    return created;
+end
+$$;
+
+select pysync_local.create_realtime_partitions();

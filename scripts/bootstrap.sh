@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Idempotent set-up shared by `make demo` and `make test`: a project virtualenv with the
+# project installed (re-installed only when pyproject.toml changes) and, with --pgtap,
+# pgTAP and pg_prove from Debian's packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+STAMP="$VENV/.pysync-installed"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "bootstrap: creating $VENV"
+    "$PYTHON" -m venv "$VENV"
+fi
+
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+    echo "bootstrap: installing the project and its dev tools into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+    echo "$want" > "$STAMP"
+fi
+
+if [ "${1:-}" = "--pgtap" ]; then
+    pg_share=$(/usr/lib/postgresql/15/bin/pg_config --sharedir 2>/dev/null || echo /usr/share/postgresql/15)
+    if [ ! -f "$pg_share/extension/pgtap.control" ] || ! command -v pg_prove >/dev/null; then
+        if [ "$(id -u)" -ne 0 ]; then
+            echo "bootstrap: pgTAP is missing; as root run: apt-get install postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl" >&2
+            exit 1
+        fi
+        echo "bootstrap: installing pgTAP and pg_prove (apt)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl >/dev/null
+    fi
+fi

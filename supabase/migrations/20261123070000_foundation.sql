@@ -1,0 +1,53 @@
+-- Foundation: the private schema for helpers, and the bookkeeping every synced table shares.
+--
+-- Sections, in the order every migration of this project follows:
+-- schemas, types, tables, triggers, private helper functions, policies, public API functions.
+
+/*
+ * ---------------------------------------------------------------------------
+ * Schemas
+ * ---------------------------------------------------------------------------
+ */
+
+-- Helpers that policies and triggers call live here, out of the API's reach: PostgREST
+-- exposes public (and graphql_public) only.
+create schema if not exists private;
+revoke all on schema private from public;
+grant usage on schema private to anon, authenticated, service_role;
+
+-- Functions are not executable by everyone unless granted next to their definition.
+alter default privileges for role postgres revoke execute on functions from public;
+
+/*
+ * ---------------------------------------------------------------------------
+ * Private helper functions
+ * ---------------------------------------------------------------------------
+ */
+
+-- Row bookkeeping for synced tables, as a BEFORE INSERT OR UPDATE trigger:
+--   version     1 on insert, +1 on every update (optimistic locking and sync),
+--   created_at  kept from the insert (a client may supply it; an update cannot move it),
+--   updated_at  the time of the write,
+--   sync_xid    the writing transaction's id: incremental sync reads rows written since a
+--               snapshot watermark, so a transaction that commits late is never skipped.
+create or replace function private.stamp_synced_row()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+    if tg_op = 'INSERT' then
+        new.version := 1;
+        new.created_at := coalesce(new.created_at, now());
+    else
+        new.version := old.version + 1;
+        new.created_at := old.created_at;
+    end if;
+    new.updated_at := now();
+    new.sync_xid := pg_catalog.pg_current_xact_id();
+    return new;
+end
+$$;
+
+comment on function private.stamp_synced_row() is
+'Trigger: bumps version, keeps created_at, sets updated_at and sync_xid on every write.';
