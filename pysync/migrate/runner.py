@@ -127,8 +127,9 @@ def apply_sql_file(
             position = int(diag.statement_position) if diag.statement_position else None
             line = statement.line_at(position)
             message = diag.message_primary or str(exc).strip()
-            if diag.context and "PL/pgSQL" in diag.context:
-                message += f" ({diag.context.splitlines()[0]})"
+            plpgsql = [c for c in (diag.context or "").splitlines() if c.startswith("PL/pgSQL")]
+            if plpgsql:  # e.g. "PL/pgSQL function inline_code_block line 2 at PERFORM"
+                message += f" (in {plpgsql[-1]})"
             code = f" [{diag.sqlstate}]" if diag.sqlstate else ""
             raise MigrationError(
                 f"{shown}: statement {statement.number} (line {line}): {message}{code}",

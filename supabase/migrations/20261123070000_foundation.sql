@@ -3,6 +3,10 @@
 -- Sections, in the order every migration of this project follows:
 -- schemas, types, tables, triggers, private helper functions, policies, public API functions.
 
+-- Never queue behind a long-running query on a live project: fail fast and retry instead.
+set local lock_timeout = '5s';
+set local statement_timeout = '60s';
+
 /*
  * ---------------------------------------------------------------------------
  * Schemas

@@ -47,3 +47,7 @@ alter role supabase_storage_admin set search_path = storage;
 alter role supabase_realtime_admin nosuperuser nocreatedb nocreaterole noinherit nologin noreplication;
 alter role supabase_replication_admin nosuperuser nocreatedb nocreaterole inherit login replication;
 alter role dashboard_user nosuperuser createdb createrole inherit nologin replication;
+
+-- Migrations run as postgres create policies on storage.objects and realtime.messages, which
+-- Supabase's service roles own: postgres is a member of those owners, as on hosted projects.
+grant supabase_storage_admin, supabase_realtime_admin to postgres;

@@ -1,0 +1,81 @@
+"""Fixtures: one throw-away cluster per test session, fresh databases cloned from the
+Supabase-emulation template, and connections whose work is rolled back."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pysync.config import LOCAL_JWT_SECRET
+from pysync.localdb import LocalDatabase
+from pysync.migrate import apply_seed, push
+from tests.helpers import PROJECT_ROOT, connect, make_tempdir, remove_tree
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Iterator[Path]:
+    path = make_tempdir("pysync-test-")
+    yield path
+    remove_tree(path)
+
+
+@pytest.fixture(scope="session")
+def local_db(session_dir: Path) -> Iterator[LocalDatabase]:
+    """The test session's own embedded database (not the developer's)."""
+    db = LocalDatabase(
+        session_dir / "pg", jwt_secret=LOCAL_JWT_SECRET, fast=True, preferred_port=None
+    )
+    db.start()
+    yield db
+    db.stop()
+
+
+@pytest.fixture
+def new_database(local_db: LocalDatabase) -> Iterator[Callable[[], str]]:
+    """Factory of fresh Supabase-like databases, dropped after the test."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        created.append(name)
+        return local_db.create_database(name)
+
+    yield make
+    for name in created:
+        local_db.drop_database(name)
+
+
+@pytest.fixture
+def fresh_url(new_database: Callable[[], str]) -> str:
+    """A fresh database with the emulation only (no migrations)."""
+    return new_database()
+
+
+@pytest.fixture(scope="module")
+def app_url(local_db: LocalDatabase) -> Iterator[str]:
+    """A database per test module with the project's migrations, policies and seed."""
+    name = f"app_{uuid.uuid4().hex[:12]}"
+    url = local_db.create_database(name)
+    with connect(url) as conn:
+        push(conn, PROJECT_ROOT / "supabase" / "migrations", PROJECT_ROOT / "policies")
+        apply_seed(conn, PROJECT_ROOT / "supabase" / "seed.sql")
+    yield url
+    local_db.drop_database(name)
+
+
+@pytest.fixture
+def conn(fresh_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with connect(fresh_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+def app_conn(app_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection to the module's app database; each test's work is rolled back."""
+    with connect(app_url) as connection, connection.transaction(force_rollback=True):
+        yield connection

@@ -1,0 +1,71 @@
+"""Test helpers: act as an API role exactly as PostgREST sets up a request."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def connect(url: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, autocommit=True)
+
+
+@contextmanager
+def acting_as(
+    conn: psycopg.Connection[Any],
+    role: str,
+    sub: str | None = None,
+    **claims: Any,
+) -> Iterator[psycopg.Connection[Any]]:
+    """A rolled-back transaction in which ``conn`` acts as ``role`` with JWT ``claims``.
+
+    Sets the same transaction-local settings PostgREST sets: the role, the full claims JSON
+    and the legacy per-claim settings.
+    """
+    full = {"role": role, **({"sub": sub} if sub else {}), **claims}
+    with conn.transaction(force_rollback=True):
+        conn.execute("select set_config('request.jwt.claims', %s, true)", (json.dumps(full),))
+        conn.execute("select set_config('request.jwt.claim.role', %s, true)", (role,))
+        if sub:
+            conn.execute("select set_config('request.jwt.claim.sub', %s, true)", (sub,))
+        conn.execute("select set_config('role', %s, true)", (role,))
+        yield conn
+
+
+def make_tempdir(prefix: str) -> Path:
+    """A temporary directory the postgres system user can traverse (for clusters run as root)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def write_project(
+    root: Path, migrations: dict[str, str], policies: dict[str, str] | None = None
+) -> Path:
+    """A minimal project folder with the given migration and policy files."""
+    (root / "supabase" / "migrations").mkdir(parents=True, exist_ok=True)
+    (root / "policies").mkdir(exist_ok=True)
+    for name, text in migrations.items():
+        (root / "supabase" / "migrations" / name).write_text(text)
+    for name, text in (policies or {}).items():
+        (root / "policies" / name).write_text(text)
+    return root
+
+
+def env_without_targets() -> dict[str, str]:
+    """os.environ without settings that would point commands elsewhere."""
+    return {k: v for k, v in os.environ.items() if k not in ("SUPABASE_DB_URL", "PYSYNC_DATA_DIR")}
