@@ -9,6 +9,20 @@ PYTHON=${PYTHON:-python3}
 VENV=.venv
 STAMP="$VENV/.pysync-installed"
 
+# pip is chatty (and some machines configure unreachable package indexes): keep its output
+# for when it fails.
+pip_quietly() {
+    local log
+    log=$(mktemp)
+    if ! "$VENV/bin/python" -m pip "$@" >"$log" 2>&1; then
+        grep -v "is ignored: it is neither a file nor a directory" "$log" >&2 || true
+        rm -f "$log"
+        echo "bootstrap: pip $* failed" >&2
+        return 1
+    fi
+    rm -f "$log"
+}
+
 if [ ! -x "$VENV/bin/python" ]; then
     echo "bootstrap: creating $VENV"
     "$PYTHON" -m venv "$VENV"
@@ -17,8 +31,8 @@ fi
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     echo "bootstrap: installing the project and its dev tools into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+    pip_quietly install --quiet --upgrade pip
+    pip_quietly install --quiet -e '.[dev]'
     echo "$want" > "$STAMP"
 fi
 
