@@ -11,7 +11,8 @@ demo: bootstrap
 
 test:
 	./scripts/bootstrap.sh --pgtap
-	$(BIN)/ruff check pysync cli tests
+	$(BIN)/ruff check pysync cli tests scripts
+	$(BIN)/ruff format --check pysync cli tests scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

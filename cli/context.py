@@ -16,9 +16,10 @@ def project(db_url: str | None = None) -> Project:
 
 def local_project(db_url: str | None, command: str) -> Project:
     """A project whose target must be the embedded database (start, stop, reset)."""
-    if db_url:
+    chosen = project(db_url)
+    if not chosen.is_local:
         raise ConfigError(
             f"`{command}` manages the embedded database; drop --db-url / SUPABASE_DB_URL "
-            "to use it (pysync does not run remote databases)"
+            "(environment or .env) to use it (pysync does not run remote databases)"
         )
-    return project()
+    return chosen

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
-import click
 import typer
 from pysync_cli import context, output
 from pysync_cli.db import db_app
@@ -22,10 +22,21 @@ app.add_typer(db_app, name="db")
 
 
 @app.command("up")
-def up(db_url: DbUrl = None, as_json: Json = False) -> None:
+def up(
+    db_url: DbUrl = None,
+    as_json: Json = False,
+    seed: Annotated[
+        bool | None,
+        typer.Option(
+            "--seed/--no-seed",
+            help="Run supabase/seed.sql (default: yes locally, no for --db-url targets).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
     """Start the embedded database if needed, push migrations and policies, seed."""
     project = context.project(db_url)
-    result = project.up(progress=None if as_json else output.say)
+    result = project.up(progress=None if as_json else output.say, seed=seed)
 
     def human() -> None:
         render_push(result)
@@ -36,22 +47,20 @@ def up(db_url: DbUrl = None, as_json: Json = False) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code; expected errors print one line."""
+    """Run the CLI and return its exit code; expected errors print one line.
+
+    typer handles usage errors, ``--help`` and exits itself (as ``SystemExit``); anything
+    else that escapes a command is ours to turn into one readable line.
+    """
     try:
-        outcome = app(args=argv, standalone_mode=False, prog_name="pysync")
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        output.err_console.print("aborted")
-        return 1
+        app(args=argv, prog_name="pysync")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except Exception as exc:
         if debug_enabled():
             raise
         return report(exc)
-    return outcome if isinstance(outcome, int) else 0
+    return 0
 
 
 def run() -> None:

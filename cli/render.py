@@ -28,11 +28,16 @@ def render_push(result: PushResult) -> None:
 def render_status(report: dict[str, Any]) -> None:
     output.say(f"target: {report['target']} — {report['url']}")
     migrations = report["migrations"]
-    rows = [(m["version"], m["name"], "applied") for m in migrations["applied"]]
-    rows += [(m["version"], m["name"], "pending") for m in migrations["pending"]]
+    states = {m["version"]: (m["name"], "applied") for m in migrations["applied"]}
+    for m in migrations["pending"]:
+        late = m["version"] in migrations["out_of_order"]
+        states[m["version"]] = (m["name"], "pending (older than applied)" if late else "pending")
+    for version in migrations["unverified"]:
+        states[version] = (states[version][0], "applied (no checksum: unverified)")
     for drift in migrations["drift"]:
-        rows.append((drift["version"], drift["name"], f"DRIFT: {drift['reason']}"))
-    output.table("Migrations", ["version", "name", "state"], sorted(rows))
+        states[drift["version"]] = (drift["name"], f"DRIFT: {drift['reason']}")
+    rows = [(version, name, state) for version, (name, state) in sorted(states.items())]
+    output.table("Migrations", ["version", "name", "state"], rows)
     output.say(f"policy files: {len(report['policies'])}")
 
 

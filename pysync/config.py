@@ -47,8 +47,6 @@ class Settings:
     supabase_url: str | None = None
     anon_key: str | None = field(default=None, repr=False)
     service_role_key: str | None = field(default=None, repr=False)
-    #: ``PYSYNC_DEBUG``: show tracebacks instead of one-line errors.
-    debug: bool = False
 
     @property
     def migrations_dir(self) -> Path:
@@ -90,5 +88,4 @@ class Settings:
             supabase_url=values.get("SUPABASE_URL") or None,
             anon_key=values.get("SUPABASE_ANON_KEY") or None,
             service_role_key=values.get("SUPABASE_SERVICE_ROLE_KEY") or None,
-            debug=values.get("PYSYNC_DEBUG", "") not in ("", "0", "false"),
         )

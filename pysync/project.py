@@ -95,8 +95,12 @@ class Project:
 
     # -- whole workflows -------------------------------------------------------------------
 
-    def up(self, progress: Progress | None = None) -> PushResult:
-        """Start the embedded database when targeted, push, seed."""
+    def up(self, progress: Progress | None = None, *, seed: bool | None = None) -> PushResult:
+        """Start the embedded database when targeted, push, seed.
+
+        Seeding defaults to on for the embedded database and off for a remote one, so a
+        stray ``SUPABASE_DB_URL`` never fills a real project with development data.
+        """
         say = progress or (lambda _message: None)
         if self.is_local:
             was_running = self.local.status().running
@@ -107,7 +111,11 @@ class Project:
             )
         result = self.push(progress=say)
         say(f"{len(result.applied)} migration(s) applied, {len(result.policies)} policy file(s)")
-        if self.seed():
+        if seed is None:
+            seed = self.is_local
+        if not seed:
+            say("not seeding a remote database (pass --seed to do so)")
+        elif self.seed():
             say(f"seeded from {self.settings.seed_file.relative_to(self.settings.project_dir)}")
         return result
 

@@ -82,6 +82,17 @@ def _free_port(preferred: int | None) -> int:
     raise LocalDatabaseError("no free loopback port for the local database")
 
 
+def _postgres_user() -> pwd.struct_passwd:
+    """The system user the server runs as when we are root (PostgreSQL refuses root)."""
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        raise LocalDatabaseError(
+            "running as root needs a `postgres` system user to run the server "
+            "(apt-get install postgresql-15 creates it)"
+        ) from None
+
+
 def _reachable_by(path: Path, uid: int) -> bool:
     """Whether a non-root ``uid`` can traverse every existing ancestor of ``path``."""
     for parent in [path, *path.parents]:
@@ -108,7 +119,7 @@ class LocalCluster:
         self.fast = fast
         self.preferred_port = preferred_port
         self._as_root = os.geteuid() == 0
-        self._pg_user = pwd.getpwnam("postgres") if self._as_root else None
+        self._pg_user = _postgres_user() if self._as_root else None
         base_dir = base_dir.resolve()
         if self._pg_user and not _reachable_by(base_dir, self._pg_user.pw_uid):
             # The postgres user cannot reach the project (e.g. under /root): keep the cluster

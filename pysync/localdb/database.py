@@ -79,6 +79,7 @@ class LocalDatabase:
         with self.admin_connect(MAIN_DATABASE) as conn:
             fresh = emulation.installed_version(conn) is None
             emulation.apply_database_emulation(conn)
+            emulation.install_optional_extensions(conn)
             conn.execute("select pysync_local.create_realtime_partitions()")
         if fresh:
             with self.admin_connect() as conn:
@@ -97,6 +98,7 @@ class LocalDatabase:
         if self._database_exists(conn, TEMPLATE_DATABASE):
             with self.admin_connect(TEMPLATE_DATABASE) as tconn:
                 if emulation.installed_version(tconn) == emulation.EMULATION_VERSION:
+                    emulation.install_optional_extensions(tconn)
                     return
             conn.execute(
                 sql.SQL("alter database {} is_template false").format(

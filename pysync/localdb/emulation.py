@@ -24,6 +24,7 @@ __all__ = [
     "apply_database_emulation",
     "apply_roles",
     "configure_database",
+    "install_optional_extensions",
     "installed_version",
 ]
 
@@ -105,15 +106,21 @@ def apply_database_emulation(conn: psycopg.Connection[Any]) -> str:
                 conn.execute(text.encode())
             except psycopg.Error as exc:
                 raise LocalDatabaseError(f"emulation file {name} failed: {exc}") from exc
-        available = conn.execute(
-            "select 1 from pg_available_extensions where name = 'pgtap'"
-        ).fetchone()
-        if available:
-            conn.execute("create extension if not exists pgtap with schema extensions")
+        install_optional_extensions(conn)
         conn.execute(
             "insert into pysync_local.emulation (version) values (%s)", (EMULATION_VERSION,)
         )
     return EMULATION_VERSION
+
+
+def install_optional_extensions(conn: psycopg.Connection[Any]) -> None:
+    """pgTAP into ``extensions`` when the server has it (it may be installed later than the
+    database was built, so this runs on every start too)."""
+    available = conn.execute(
+        "select 1 from pg_available_extensions where name = 'pgtap'"
+    ).fetchone()
+    if available:
+        conn.execute("create extension if not exists pgtap with schema extensions")
 
 
 def configure_database(conn: psycopg.Connection[Any], dbname: str, jwt_secret: str) -> None:

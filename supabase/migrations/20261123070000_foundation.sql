@@ -19,7 +19,8 @@ create schema if not exists private;
 revoke all on schema private from public;
 grant usage on schema private to anon, authenticated, service_role;
 
--- Functions are not executable by everyone unless granted next to their definition.
+-- New functions are no longer executable by PUBLIC: private helpers are granted next to their
+-- definition. (Functions in public still reach the API roles through Supabase's default grants.)
 alter default privileges for role postgres revoke execute on functions from public;
 
 /*
