@@ -117,11 +117,10 @@ def db_lint(as_json: Json = False) -> None:
         if not findings:
             output.say("lint: no findings")
             return
-        output.table(
-            "Lint findings",
-            ["tool", "file", "line", "rule", "message"],
-            [(f.tool, f.path, f.line, f.rule, f.message) for f in findings],
-        )
+        # One line per finding, like a compiler: easy to read, grep and click in an editor.
+        for f in findings:
+            output.say(f"{f.path}:{f.line}: {f.tool} {f.rule}: {f.message}")
+        output.say(f"lint: {len(findings)} finding(s)")
 
     output.emit(as_json, data, human)
     if findings:

@@ -1,6 +1,8 @@
--- Development seed: a few users of each role, created the way GoTrue creates them
--- (auth.users + auth.identities, empty strings rather than NULL for unused tokens).
--- Re-runnable: fixed ids, `on conflict do nothing`. Every password is "password123".
+-- Development seed: a small tutoring world for `make demo` and manual testing.
+-- Users are created the way GoTrue creates them (auth.users + auth.identities, empty strings
+-- rather than NULL for unused tokens); the sign-up trigger creates their profiles, taking the
+-- application role from app_metadata.app_role. Re-runnable: fixed ids, `on conflict do
+-- nothing`. Every password is "password123".
 
 insert into auth.users (
     instance_id, id, aud, role, email, encrypted_password, email_confirmed_at,
@@ -15,7 +17,7 @@ select
     seed.email,
     extensions.crypt('password123', extensions.gen_salt('bf')),
     now(),
-    '{"provider": "email", "providers": ["email"]}'::jsonb,
+    jsonb_build_object('provider', 'email', 'providers', jsonb_build_array('email'), 'app_role', seed.app_role),
     jsonb_build_object('display_name', seed.display_name),
     now(),
     now(),
@@ -25,13 +27,13 @@ select
     ''
 from (
     values
-    ('a0000000-0000-4000-8000-000000000001'::uuid, 'admin@example.com', 'Ada Admin'),
-    ('b0000000-0000-4000-8000-000000000001'::uuid, 'tutor.tom@example.com', 'Tom Tutor'),
-    ('b0000000-0000-4000-8000-000000000002'::uuid, 'tutor.tara@example.com', 'Tara Tutor'),
-    ('c0000000-0000-4000-8000-000000000001'::uuid, 'student.sam@example.com', 'Sam Student'),
-    ('c0000000-0000-4000-8000-000000000002'::uuid, 'student.sue@example.com', 'Sue Student'),
-    ('c0000000-0000-4000-8000-000000000003'::uuid, 'student.sid@example.com', 'Sid Student')
-) as seed (id, email, display_name)
+    ('a0000000-0000-4000-8000-000000000001'::uuid, 'admin@example.com', 'Ada Admin', 'admin'),
+    ('b0000000-0000-4000-8000-000000000001'::uuid, 'tutor.tom@example.com', 'Tom Tutor', 'tutor'),
+    ('b0000000-0000-4000-8000-000000000002'::uuid, 'tutor.tara@example.com', 'Tara Tutor', 'tutor'),
+    ('c0000000-0000-4000-8000-000000000001'::uuid, 'student.sam@example.com', 'Sam Student', 'student'),
+    ('c0000000-0000-4000-8000-000000000002'::uuid, 'student.sue@example.com', 'Sue Student', 'student'),
+    ('c0000000-0000-4000-8000-000000000003'::uuid, 'student.sid@example.com', 'Sid Student', 'student')
+) as seed (id, email, display_name, app_role)
 on conflict (id) do nothing;
 
 insert into auth.identities (
@@ -48,3 +50,157 @@ select
 from auth.users as u
 where u.email like '%@example.com'
 on conflict (provider_id, provider) do nothing;
+
+insert into public.courses (id, tutor_id, title, description, status)
+values
+(
+    'd0000000-0000-4000-8000-000000000001', 'b0000000-0000-4000-8000-000000000001',
+    'Algebra I', 'Equations, functions and graphs from first principles.', 'published'
+),
+(
+    'd0000000-0000-4000-8000-000000000002', 'b0000000-0000-4000-8000-000000000002',
+    'Physics Basics', 'Motion, forces and energy with everyday experiments.', 'published'
+),
+(
+    'd0000000-0000-4000-8000-000000000003', 'b0000000-0000-4000-8000-000000000001',
+    'Calculus (draft)', 'Limits, derivatives and integrals.', 'draft'
+)
+on conflict (id) do nothing;
+
+insert into public.course_content (
+    id, course_id, parent_id, kind, position, title, content_type, body, is_preview
+)
+values
+(
+    'e0000000-0000-4000-8000-000000000001', 'd0000000-0000-4000-8000-000000000001', null,
+    'module', 0, 'Linear equations', 'markdown', null, true
+),
+(
+    'e0000000-0000-4000-8000-000000000002', 'd0000000-0000-4000-8000-000000000001',
+    'e0000000-0000-4000-8000-000000000001', 'lesson', 0, 'What is an equation?', 'markdown',
+    '# Equations\nAn equation says two expressions are equal.', true
+),
+(
+    'e0000000-0000-4000-8000-000000000003', 'd0000000-0000-4000-8000-000000000001',
+    'e0000000-0000-4000-8000-000000000001', 'lesson', 1, 'Solving for x', 'markdown',
+    '# Solving for x\nDo the same thing to both sides.', false
+),
+(
+    'e0000000-0000-4000-8000-000000000004', 'd0000000-0000-4000-8000-000000000002', null,
+    'module', 0, 'Motion', 'markdown', null, false
+),
+(
+    'e0000000-0000-4000-8000-000000000005', 'd0000000-0000-4000-8000-000000000002',
+    'e0000000-0000-4000-8000-000000000004', 'lesson', 0, 'Speed and velocity', 'video',
+    null, true
+)
+on conflict (id) do nothing;
+
+insert into public.enrollments (id, student_id, course_id, status)
+values
+(
+    'f0000000-0000-4000-8000-000000000001', 'c0000000-0000-4000-8000-000000000001',
+    'd0000000-0000-4000-8000-000000000001', 'active'
+),
+(
+    'f0000000-0000-4000-8000-000000000002', 'c0000000-0000-4000-8000-000000000002',
+    'd0000000-0000-4000-8000-000000000001', 'active'
+),
+(
+    'f0000000-0000-4000-8000-000000000003', 'c0000000-0000-4000-8000-000000000002',
+    'd0000000-0000-4000-8000-000000000002', 'completed'
+),
+(
+    'f0000000-0000-4000-8000-000000000004', 'c0000000-0000-4000-8000-000000000003',
+    'd0000000-0000-4000-8000-000000000002', 'active'
+)
+on conflict (id) do nothing;
+
+insert into public.tutoring_sessions (
+    id, tutor_id, student_id, course_id, starts_at, ends_at, status, meeting_url
+)
+values
+(
+    '10000000-0000-4000-8000-000000000001', 'b0000000-0000-4000-8000-000000000001',
+    'c0000000-0000-4000-8000-000000000001', 'd0000000-0000-4000-8000-000000000001',
+    date_trunc('hour', now()) + interval '1 day', date_trunc('hour', now()) + interval '25 hours',
+    'confirmed', 'https://meet.example.com/algebra-sam'
+),
+(
+    '10000000-0000-4000-8000-000000000002', 'b0000000-0000-4000-8000-000000000001',
+    'c0000000-0000-4000-8000-000000000002', 'd0000000-0000-4000-8000-000000000001',
+    date_trunc('hour', now()) - interval '7 days', date_trunc('hour', now()) - interval '167 hours',
+    'completed', 'https://meet.example.com/algebra-sue'
+),
+(
+    '10000000-0000-4000-8000-000000000003', 'b0000000-0000-4000-8000-000000000002',
+    'c0000000-0000-4000-8000-000000000003', null,
+    date_trunc('hour', now()) + interval '7 days', date_trunc('hour', now()) + interval '169 hours',
+    'requested', null
+)
+on conflict (id) do nothing;
+
+insert into public.session_feedback (id, session_id, student_id, tutor_id, rating, comment)
+values (
+    '11000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000002',
+    'c0000000-0000-4000-8000-000000000002', 'b0000000-0000-4000-8000-000000000001',
+    5, 'Clear explanations and lots of practice problems.'
+)
+on conflict (id) do nothing;
+
+insert into public.assignments (id, course_id, title, instructions, rubric, max_points, due_at)
+values
+(
+    '12000000-0000-4000-8000-000000000001', 'd0000000-0000-4000-8000-000000000001',
+    'Homework 1: linear equations', 'Solve the ten equations on the worksheet.',
+    '{"accuracy": 70, "working shown": 30}', 100, now() + interval '7 days'
+),
+(
+    '12000000-0000-4000-8000-000000000002', 'd0000000-0000-4000-8000-000000000002',
+    'Lab 1: measuring speed', 'Time a rolling ball over one metre, five times.',
+    '[{"criterion": "method", "points": 50}, {"criterion": "analysis", "points": 50}]', 100,
+    now() + interval '14 days'
+)
+on conflict (id) do nothing;
+
+insert into public.submissions (id, assignment_id, student_id, status, body, grade, feedback)
+values
+(
+    '13000000-0000-4000-8000-000000000001', '12000000-0000-4000-8000-000000000001',
+    'c0000000-0000-4000-8000-000000000001', 'submitted', 'x = 4, x = -2, ...', null, null
+),
+(
+    '13000000-0000-4000-8000-000000000002', '12000000-0000-4000-8000-000000000001',
+    'c0000000-0000-4000-8000-000000000002', 'graded', 'x = 4, x = -3, ...', 92,
+    'Great work; check question 2.'
+)
+on conflict (id) do nothing;
+
+insert into public.articles (id, author_id, title, slug, summary, body, tags, status)
+values
+(
+    '14000000-0000-4000-8000-000000000001', 'b0000000-0000-4000-8000-000000000001',
+    'How to study algebra', 'how-to-study-algebra', 'Five habits that make algebra stick.',
+    'Practise a little every day...', array['algebra', 'study-skills'], 'published'
+),
+(
+    '14000000-0000-4000-8000-000000000002', 'b0000000-0000-4000-8000-000000000002',
+    'Experiments at home', 'experiments-at-home', 'Physics with kitchen equipment.',
+    'Draft...', array['physics'], 'draft'
+)
+on conflict (id) do nothing;
+
+insert into public.support_queries (id, owner_id, subject, body, status, assignee_id)
+values (
+    '15000000-0000-4000-8000-000000000001', 'c0000000-0000-4000-8000-000000000003',
+    'Cannot open the lab video', 'The Speed and velocity video does not load on my phone.',
+    'pending', 'a0000000-0000-4000-8000-000000000001'
+)
+on conflict (id) do nothing;
+
+insert into public.support_replies (id, query_id, author_id, body)
+values (
+    '16000000-0000-4000-8000-000000000001', '15000000-0000-4000-8000-000000000001',
+    'a0000000-0000-4000-8000-000000000001', 'Thanks, we are looking into it. Which phone do you use?'
+)
+on conflict (id) do nothing;

@@ -56,3 +56,24 @@ $$;
 
 comment on function private.stamp_synced_row() is
 'Trigger: bumps version, keeps created_at, sets updated_at and sync_xid on every write.';
+
+-- Policy files (policies/*.sql) start with this, so each file is the whole truth about its
+-- tables' policies: a policy renamed or removed there disappears here on the next push.
+create or replace function private.drop_policies(target regclass)
+returns void
+language plpgsql
+set search_path = ''
+as $$
+declare
+    policy_name name;
+begin
+    for policy_name in
+        select p.polname from pg_catalog.pg_policy as p where p.polrelid = target
+    loop
+        execute format('drop policy %I on %s', policy_name, target);
+    end loop;
+end
+$$;
+
+comment on function private.drop_policies(regclass) is
+'Drops every policy on a table; policy files call it before re-creating their policies.';

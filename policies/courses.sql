@@ -1,0 +1,103 @@
+-- Courses, course content and enrollments.
+
+set local lock_timeout = '5s';
+set local statement_timeout = '60s';
+
+select private.drop_policies('public.courses');
+select private.drop_policies('public.course_content');
+select private.drop_policies('public.enrollments');
+
+-- courses ----------------------------------------------------------------------------------
+
+create policy "Anyone can read published courses"
+on public.courses for select to anon
+using (status = 'published');
+
+create policy "Users can read published courses and their own"
+on public.courses for select to authenticated
+using (status = 'published' or tutor_id = (select auth.uid()) or (select private.is_admin()));
+
+create policy "Tutors can create their own courses"
+on public.courses for insert to authenticated
+with check (
+    (tutor_id = (select auth.uid()) and (select private.current_app_role()) = 'tutor')
+    or (select private.is_admin())
+);
+
+create policy "Tutors can update their own courses"
+on public.courses for update to authenticated
+using (tutor_id = (select auth.uid()) or (select private.is_admin()))
+with check (tutor_id = (select auth.uid()) or (select private.is_admin()));
+
+create policy "Tutors can delete their own courses"
+on public.courses for delete to authenticated
+using (tutor_id = (select auth.uid()) or (select private.is_admin()));
+
+-- course_content ---------------------------------------------------------------------------
+
+create policy "Anyone can read preview content of published courses"
+on public.course_content for select to anon
+using (is_preview and course_id in (select private.published_course_ids()));
+
+create policy "Enrolled students and the tutor can read content"
+on public.course_content for select to authenticated
+using (
+    (is_preview and course_id in (select private.published_course_ids()))
+    or course_id in (select private.enrolled_course_ids())
+    or course_id in (select private.taught_course_ids())
+    or (select private.is_admin())
+);
+
+create policy "Tutors can add content to their courses"
+on public.course_content for insert to authenticated
+with check (course_id in (select private.taught_course_ids()) or (select private.is_admin()));
+
+create policy "Tutors can update content of their courses"
+on public.course_content for update to authenticated
+using (course_id in (select private.taught_course_ids()) or (select private.is_admin()))
+with check (course_id in (select private.taught_course_ids()) or (select private.is_admin()));
+
+create policy "Tutors can delete content of their courses"
+on public.course_content for delete to authenticated
+using (course_id in (select private.taught_course_ids()) or (select private.is_admin()));
+
+-- enrollments ------------------------------------------------------------------------------
+
+create policy "Students and their tutors can read enrollments"
+on public.enrollments for select to authenticated
+using (
+    student_id = (select auth.uid())
+    or course_id in (select private.taught_course_ids())
+    or (select private.is_admin())
+);
+
+create policy "Students can enroll themselves in published courses"
+on public.enrollments for insert to authenticated
+with check (
+    (
+        student_id = (select auth.uid())
+        and status = 'active'
+        and (select private.current_app_role()) = 'student'
+        and course_id in (select private.published_course_ids())
+    )
+    or (select private.is_admin())
+);
+
+-- What each may change is narrowed by private.guard_enrollment(): students only cancel,
+-- tutors only set the status.
+create policy "Students and their tutors can update enrollments"
+on public.enrollments for update to authenticated
+using (
+    student_id = (select auth.uid())
+    or course_id in (select private.taught_course_ids())
+    or (select private.is_admin())
+)
+with check (
+    student_id = (select auth.uid())
+    or course_id in (select private.taught_course_ids())
+    or (select private.is_admin())
+);
+
+create policy "Admins can delete enrollments"
+on public.enrollments for delete to authenticated
+using ((select private.is_admin()));
