@@ -11,6 +11,7 @@ from pysync_cli.db import db_app
 from pysync_cli.errors import debug_enabled, report
 from pysync_cli.options import DbUrl, Json
 from pysync_cli.render import render_push, render_status, render_tables
+from pysync_cli.rls import rls_app
 
 app = typer.Typer(
     name="pysync",
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_app, name="db")
+app.add_typer(rls_app, name="rls")
 
 
 @app.command("up")

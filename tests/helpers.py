@@ -25,21 +25,27 @@ def acting_as(
     conn: psycopg.Connection[Any],
     role: str,
     sub: str | None = None,
+    *,
+    keep: bool = False,
     **claims: Any,
 ) -> Iterator[psycopg.Connection[Any]]:
-    """A rolled-back transaction in which ``conn`` acts as ``role`` with JWT ``claims``.
+    """A transaction (savepoint) in which ``conn`` acts as ``role`` with JWT ``claims``.
 
     Sets the same transaction-local settings PostgREST sets: the role, the full claims JSON
-    and the legacy per-claim settings.
+    and the legacy per-claim settings. The work is rolled back unless ``keep``; either way
+    the connection is itself again afterwards.
     """
     full = {"role": role, **({"sub": sub} if sub else {}), **claims}
-    with conn.transaction(force_rollback=True):
+    with conn.transaction(force_rollback=not keep):
         conn.execute("select set_config('request.jwt.claims', %s, true)", (json.dumps(full),))
         conn.execute("select set_config('request.jwt.claim.role', %s, true)", (role,))
-        if sub:
-            conn.execute("select set_config('request.jwt.claim.sub', %s, true)", (sub,))
+        conn.execute("select set_config('request.jwt.claim.sub', %s, true)", (sub or "",))
         conn.execute("select set_config('role', %s, true)", (role,))
         yield conn
+    if keep:  # released savepoints keep their settings: undo them by hand
+        conn.execute("reset role")
+        for name in ("request.jwt.claims", "request.jwt.claim.role", "request.jwt.claim.sub"):
+            conn.execute("select set_config(%s, '', true)", (name,))
 
 
 def make_tempdir(prefix: str) -> Path:

@@ -1,0 +1,200 @@
+"""The declared access matrix (``policies/matrix.toml``): who may do what to which row.
+
+The file names a small fixture world (users with application roles, and rows that refer to
+them) and a list of case lines. Each line is one operation on one table, and lists the
+actors it must be *allowed* for; every other actor must be denied. One line therefore
+expands to a case per actor, so the file reads as the table-by-actor-by-operation grid the
+product promises.
+
+Values are TOML values; strings may name users and rows in braces: ``"{owner_tutor}"`` is
+that user's id, ``"{published_course}"`` that row's id, ``"{me}"`` the acting user's id
+(null for anon and service_role), and ``"{owner_student}/avatar.png"`` builds a path.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pysync.errors import PysyncError
+
+__all__ = [
+    "ACTORS",
+    "OPERATIONS",
+    "Case",
+    "CaseSpec",
+    "Matrix",
+    "MatrixError",
+    "UserSpec",
+    "load_matrix",
+]
+
+#: Everyone the matrix speaks about: anon and service_role act without a user; the others
+#: are fixture users with the application role their name suggests.
+ACTORS = (
+    "anon",
+    "owner_student",
+    "other_student",
+    "owner_tutor",
+    "other_tutor",
+    "admin",
+    "service_role",
+)
+API_ACTORS = ("anon", "service_role")
+OPERATIONS = ("select", "insert", "update", "delete")
+Value = Any
+
+
+class MatrixError(PysyncError):
+    """The matrix file is malformed (unknown actor, row, table or operation)."""
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    name: str
+    app_role: str
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    name: str
+    table: str
+    values: dict[str, Value]
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One line of the matrix: an operation, and the actors it is allowed for."""
+
+    table: str
+    op: str
+    allow: frozenset[str]
+    actors: tuple[str, ...] = ACTORS
+    name: str = ""
+    row: str | None = None
+    values: dict[str, Value] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"{self.op} {self.name}".strip() if self.name else self.op
+
+    def expand(self) -> list[Case]:
+        return [
+            Case(spec=self, actor=actor, expected="allow" if actor in self.allow else "deny")
+            for actor in self.actors
+        ]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One actor trying one line of the matrix."""
+
+    spec: CaseSpec
+    actor: str
+    expected: str
+
+
+@dataclass(frozen=True)
+class Matrix:
+    users: dict[str, UserSpec]
+    rows: dict[str, RowSpec]
+    lines: list[CaseSpec]
+    path: Path | None = None
+
+    @property
+    def cases(self) -> list[Case]:
+        return [case for line in self.lines for case in line.expand()]
+
+    @property
+    def tables(self) -> set[str]:
+        return {qualified(line.table) for line in self.lines}
+
+
+def qualified(table: str) -> str:
+    """``courses`` → ``public.courses``; ``storage.objects`` stays as it is."""
+    return table if "." in table else f"public.{table}"
+
+
+def _names_in(value: Value) -> set[str]:
+    if isinstance(value, str):
+        import string
+
+        return {name for _, name, _, _ in string.Formatter().parse(value) if name}
+    if isinstance(value, list):
+        return set().union(*(_names_in(v) for v in value)) if value else set()
+    return set()
+
+
+def _check_refs(where: str, values: dict[str, Value], known: set[str]) -> None:
+    for column, value in values.items():
+        unknown = _names_in(value) - known - {"me"}
+        if unknown:
+            raise MatrixError(f"{where}: column {column} refers to unknown {sorted(unknown)}")
+
+
+def load_matrix(path: Path) -> Matrix:
+    """Parse and validate a matrix file; errors name the offending entry."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise MatrixError(f"{path}: {exc}") from exc
+
+    users: dict[str, UserSpec] = {}
+    for name, spec in data.get("users", {}).items():
+        role = spec.get("app_role")
+        if role not in ("student", "tutor", "admin"):
+            raise MatrixError(f"{path}: user {name} needs app_role student, tutor or admin")
+        users[name] = UserSpec(name, role, bool(spec.get("deleted", False)))
+    missing = [a for a in ACTORS if a not in API_ACTORS and a not in users]
+    if missing:
+        raise MatrixError(f"{path}: the [users] table must define {missing}")
+
+    rows: dict[str, RowSpec] = {}
+    for name, spec in data.get("rows", {}).items():
+        if name in users or name == "me":
+            raise MatrixError(f"{path}: row {name} clashes with a user name")
+        if "table" not in spec or not isinstance(spec.get("values"), dict):
+            raise MatrixError(f"{path}: row {name} needs a table and values")
+        _check_refs(f"{path}: row {name}", spec["values"], set(users) | set(rows))
+        rows[name] = RowSpec(name, spec["table"], dict(spec["values"]))
+
+    lines: list[CaseSpec] = []
+    known = set(users) | set(rows)
+    for number, spec in enumerate(data.get("case", []), start=1):
+        where = (
+            f"{path}: case {number} ({spec.get('table')} {spec.get('op')} {spec.get('name', '')})"
+        )
+        op = spec.get("op")
+        if op not in OPERATIONS:
+            raise MatrixError(f"{where}: op must be one of {OPERATIONS}")
+        actors = tuple(spec.get("actors", ACTORS))
+        allow = frozenset(spec.get("allow", []))
+        strangers = (set(actors) | allow) - set(ACTORS)
+        if strangers:
+            raise MatrixError(f"{where}: unknown actors {sorted(strangers)}")
+        if not allow <= set(actors):
+            raise MatrixError(
+                f"{where}: allows actors it does not run: {sorted(allow - set(actors))}"
+            )
+        row = spec.get("row")
+        if op != "insert" and row not in known:
+            raise MatrixError(f"{where}: {op} needs a row naming a fixture row or user")
+        values = dict(spec.get("values", spec.get("set", {})))
+        if op in ("insert", "update") and not values:
+            raise MatrixError(f"{where}: {op} needs values")
+        _check_refs(where, values, known)
+        lines.append(
+            CaseSpec(
+                table=spec["table"],
+                op=op,
+                allow=allow,
+                actors=actors,
+                name=spec.get("name", ""),
+                row=row,
+                values=values,
+            )
+        )
+    return Matrix(users=users, rows=rows, lines=lines, path=path)

@@ -1,0 +1,124 @@
+"""The declared access matrix: the project's policies pass it, and the runner can tell."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from pysync_cli.main import main
+
+from pysync.rls import coverage_gaps, load_matrix, run_matrix
+from pysync.rls.matrix import MatrixError
+from tests.helpers import PROJECT_ROOT
+
+MATRIX = PROJECT_ROOT / "policies" / "matrix.toml"
+Conn = psycopg.Connection[Any]
+
+
+@pytest.fixture(scope="module")
+def matrix() -> Any:
+    return load_matrix(MATRIX)
+
+
+def test_project_policies_pass_the_whole_matrix(app_conn: Conn, matrix: Any) -> None:
+    report = run_matrix(app_conn, matrix)
+    failures = [
+        f"{r.table} {r.op} as {r.actor}: expected {r.expected}, got {r.got} ({r.detail})"
+        for r in report.failures
+    ]
+    assert failures == []
+    assert report.uncovered == []
+    assert len(report.results) >= 500
+    # Both outcomes are exercised, and denials come from permissions, not from errors.
+    outcomes = {r.got for r in report.results}
+    assert outcomes == {"allow", "deny"}
+
+
+def test_a_wrong_expectation_is_reported(app_conn: Conn, matrix: Any) -> None:
+    lines = list(matrix.lines)
+    index = next(
+        i for i, line in enumerate(lines)
+        if line.table == "courses" and line.op == "select" and line.row == "draft_course"
+    )  # fmt: skip
+    lines[index] = dataclasses.replace(lines[index], allow=lines[index].allow | {"anon"})
+    report = run_matrix(app_conn, dataclasses.replace(matrix, lines=lines))
+    assert [(r.table, r.actor, r.expected, r.got) for r in report.failures] == [
+        ("public.courses", "anon", "allow", "deny")
+    ]
+
+
+def test_run_leaves_no_fixture_behind(app_conn: Conn, matrix: Any) -> None:
+    before = app_conn.execute("select count(*) from auth.users").fetchone()
+    run_matrix(app_conn, matrix)
+    after = app_conn.execute("select count(*) from auth.users").fetchone()
+    assert before == after
+    leftovers = app_conn.execute(
+        "select count(*) from auth.users where email like '%@matrix.invalid'"
+    ).fetchone()
+    assert leftovers == (0,)
+
+
+def test_uncovered_tables_and_policies_are_gaps(app_conn: Conn, matrix: Any) -> None:
+    app_conn.execute("create table public.rogue (id uuid primary key)")
+    app_conn.execute("create table public.guarded (id uuid primary key)")
+    app_conn.execute("alter table public.guarded enable row level security")
+    gaps = coverage_gaps(app_conn, matrix)
+    assert "public.rogue: row level security is disabled" in gaps
+    assert "public.rogue: no case lines in the access matrix" in gaps
+    assert "public.guarded: no case lines in the access matrix" in gaps
+    lines = [
+        line for line in matrix.lines if not (line.table == "articles" and line.op == "delete")
+    ]
+    gaps = coverage_gaps(app_conn, dataclasses.replace(matrix, lines=lines))
+    assert "public.articles: delete policies have no case line" in gaps
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ('allow = ["owner_tutor", "admin", "service_role"]', 'allow = ["owner_tutr"]'),
+            "unknown actors",
+        ),
+        (('row = "draft_course"', 'row = "no_such_row"'), "needs a row naming a fixture row"),
+        (('op = "delete"', 'op = "truncate"'), "op must be one of"),
+        (("{published_course}/notes.pdf", "{nowhere}/notes.pdf"), "refers to unknown ['nowhere']"),
+    ],
+)
+def test_malformed_matrix_is_refused_with_its_place(
+    tmp_path: Path, edit: tuple[str, str], message: str
+) -> None:
+    text = MATRIX.read_text()
+    assert edit[0] in text
+    broken = tmp_path / "matrix.toml"
+    broken.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(
+        MatrixError, match=f"^{broken}.*" + message.replace("[", r"\[").replace("]", r"\]")
+    ):
+        load_matrix(broken)
+
+
+def test_cli_reports_json_and_fails_on_a_broken_promise(
+    app_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rls", "test", "--db-url", app_url, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["failed"] == 0 and report["cases"] == report["passed"] >= 500
+
+    lying = tmp_path / "matrix.toml"
+    lying.write_text(
+        MATRIX.read_text().replace(
+            'row = "draft_course"\nallow = ["owner_tutor", "admin", "service_role"]',
+            'row = "draft_course"\nallow = ["owner_tutor", "other_tutor", "admin", "service_role"]',
+            1,
+        )
+    )
+    code = main(["rls", "test", "--db-url", app_url, "--json", "--matrix", str(lying)])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert report["failed"] == 1
+    assert report["failures"][0]["actor"] == "other_tutor"
