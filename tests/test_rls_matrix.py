@@ -122,3 +122,23 @@ def test_cli_reports_json_and_fails_on_a_broken_promise(
     assert code == 1
     assert report["failed"] == 1
     assert report["failures"][0]["actor"] == "other_tutor"
+
+
+def test_parts_beside_the_main_file_are_merged(tmp_path: Path) -> None:
+    main_file = tmp_path / "matrix.toml"
+    main_file.write_text(MATRIX.read_text())
+    (tmp_path / "matrix").mkdir()
+    (tmp_path / "matrix" / "extra.toml").write_text(
+        '[rows.extra_course]\ntable = "courses"\n'
+        'values = { tutor_id = "{other_tutor}", title = "Extra", status = "draft" }\n\n'
+        '[[case]]\ntable = "courses"\nop = "select"\nrow = "extra_course"\n'
+        'allow = ["other_tutor", "admin", "service_role"]\n'
+    )
+    merged = load_matrix(main_file)
+    assert "extra_course" in merged.rows
+    assert merged.lines[-1].row == "extra_course"
+    (tmp_path / "matrix" / "clash.toml").write_text(
+        '[rows.published_course]\ntable = "courses"\nvalues = { title = "Twin" }\n'
+    )
+    with pytest.raises(MatrixError, match="row published_course is already defined"):
+        load_matrix(main_file)

