@@ -6,12 +6,14 @@ import sys
 from typing import Annotated
 
 import typer
+
 from pysync_cli import context, output
 from pysync_cli.db import db_app
 from pysync_cli.errors import debug_enabled, report
 from pysync_cli.options import DbUrl, Json
 from pysync_cli.render import render_push, render_status, render_tables
 from pysync_cli.rls import rls_app
+from pysync_cli.seed import seed_app
 
 app = typer.Typer(
     name="pysync",
@@ -21,6 +23,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(rls_app, name="rls")
+app.add_typer(seed_app, name="seed")
 
 
 @app.command("up")

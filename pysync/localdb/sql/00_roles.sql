@@ -51,3 +51,7 @@ alter role dashboard_user nosuperuser createdb createrole inherit nologin replic
 -- Migrations run as postgres create policies on storage.objects and realtime.messages, which
 -- Supabase's service roles own: postgres is a member of those owners, as on hosted projects.
 grant supabase_storage_admin, supabase_realtime_admin to postgres;
+
+-- Bulk loads (`pysync seed perf`, data-only restores) run with session_replication_role =
+-- replica, as `supabase db dump --data-only` output does; hosted projects let postgres set it.
+grant set on parameter session_replication_role to postgres;
