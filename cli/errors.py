@@ -6,9 +6,9 @@ from __future__ import annotations
 import os
 
 import psycopg
-from pysync_cli.output import err_console
 
 from pysync.errors import PysyncError
+from pysync_cli.output import err_console
 
 #: Exit codes: 1 for errors the user can act on, 2 is typer's usage error.
 EXIT_ERROR = 1

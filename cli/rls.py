@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json
 
 from pysync.rls import load_matrix, run_matrix
+from pysync_cli import context, output
+from pysync_cli.options import DbUrl, Json
 
 rls_app = typer.Typer(help="Test Row Level Security against the declared access matrix.")
 

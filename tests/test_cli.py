@@ -7,9 +7,9 @@ import time
 from pathlib import Path
 
 import pytest
-from pysync_cli.main import main
 
 from pysync.localdb import LocalDatabase
+from pysync_cli.main import main
 from tests.helpers import connect, write_project
 
 MIGRATION = "20260101000000_create_courses.sql"

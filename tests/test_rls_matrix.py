@@ -9,10 +9,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from pysync_cli.main import main
 
 from pysync.rls import coverage_gaps, load_matrix, run_matrix
 from pysync.rls.matrix import MatrixError
+from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT
 
 MATRIX = PROJECT_ROOT / "policies" / "matrix.toml"
