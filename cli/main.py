@@ -9,6 +9,7 @@ import typer
 from pysync_cli import context, output
 from pysync_cli.db import db_app
 from pysync_cli.errors import debug_enabled, report
+from pysync_cli.health import health
 from pysync_cli.options import DbUrl, Json
 from pysync_cli.render import render_push, render_status, render_tables
 from pysync_cli.rls import rls_app
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(rls_app, name="rls")
+app.command("health")(health)
 
 
 @app.command("up")
