@@ -36,9 +36,12 @@ def render_health(report: HealthReport) -> None:
 
 
 def health(db_url: DbUrl = None, as_json: Json = False, ahead: Ahead = 1) -> None:
-    """Connectivity, server version, migration drift and pending migrations, RLS audit,
+    """Check that the database is fit to serve.
+
+    Connectivity, server version, migration drift and pending migrations, the RLS audit,
     partition coverage, the Realtime publication and the database size. Exits 1 when a check
-    fails."""
+    fails (warnings do not).
+    """
     project = context.project(db_url)
     report = check_health(
         project.connect,

@@ -22,7 +22,6 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(rls_app, name="rls")
-app.command("health")(health)
 
 
 @app.command("up")
@@ -48,6 +47,9 @@ def up(
         render_tables(project)
 
     output.emit(as_json, {**result.as_dict(), "status": project.status()}, human)
+
+
+app.command("health")(health)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -94,9 +94,13 @@ def render_audit(report: AuditReport) -> None:
 
 @rls_app.command("audit")
 def rls_audit(db_url: DbUrl = None, as_json: Json = False, schema: Schemas = None) -> None:
-    """Lint the live catalog: RLS off or without policies, slow or unsafe policies, security
-    definer functions and views, unindexed foreign keys, listable public buckets, tables the
-    access matrix misses. Exits 1 on any error or warning."""
+    """Lint the live catalog for RLS leaks and slow policies.
+
+    RLS off or without policies, per-row auth calls, stacked or always-true policies,
+    user_metadata, security definer functions and views, unindexed foreign keys, listable
+    public buckets, tables the access matrix misses. Exits 1 on any error or warning;
+    exceptions are accepted in policies/audit.toml.
+    """
     project = context.project(db_url)
     with project.connect() as conn:
         report = audit_project(
@@ -121,8 +125,11 @@ def rls_explain(
     db_url: DbUrl = None,
     as_json: Json = False,
 ) -> None:
-    """EXPLAIN (ANALYZE, BUFFERS) a query as a user, exactly as PostgREST would run it, in a
-    transaction that is rolled back (writes are undone)."""
+    """EXPLAIN (ANALYZE, BUFFERS) a query as a user.
+
+    Runs it exactly as PostgREST would for that user (role, JWT claims, request settings),
+    in a transaction that is rolled back, so writes are undone.
+    """
     project = context.project(db_url)
     with project.connect() as conn:
         actor = resolve_actor(conn, who)

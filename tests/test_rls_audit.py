@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from pysync_cli.main import main
 
+from pysync.rls._expr import bare_calls, is_always_true
 from pysync.rls.audit import (
     LINTS,
     AuditConfig,
@@ -291,6 +292,22 @@ def test_a_restrictive_or_owner_folder_policy_lets_a_public_bucket_be(conn: Conn
     assert find(conn, "public_bucket_allows_listing", 'bucket "docs"') is None
 
 
+def test_a_bucket_that_cannot_be_probed_is_a_note_not_a_verdict(conn: Conn) -> None:
+    conn.execute(
+        "insert into storage.buckets (id, name, public) values ('pics', 'pics', true);"
+        " create function public.no_uploads() returns trigger language plpgsql as"
+        " $$ begin raise exception 'uploads are closed'; end $$;"
+        " create trigger no_uploads before insert on storage.objects"
+        " for each row execute function public.no_uploads();"
+    )
+    finding = find(conn, "public_bucket_allows_listing", 'bucket "pics"')
+    assert finding is not None
+    assert (finding.level, finding.detail) == (
+        "info",
+        "could not probe the bucket: uploads are closed [P0001]",
+    )
+
+
 def test_exposed_schemas_are_configurable(conn: Conn) -> None:
     conn.execute("create schema api; create table api.notes (id int);")
     assert find(conn, "rls_disabled_in_public", "api.notes") is None
@@ -416,3 +433,37 @@ def test_audit_command_fails_and_groups_by_level(
     assert lines[1].startswith("  rls_disabled_in_public public.loose: row level security")
     assert "warnings (1)" in lines
     assert lines[-1] == "audit: 3 errors, 1 warning, 0 info"
+
+
+# -- reading deparsed expressions --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "bare"),
+    [
+        ("(owner = ( SELECT auth.uid() AS uid))", []),
+        ("(owner = auth.uid())", ["auth.uid()"]),
+        ("((( SELECT auth.uid() AS uid))::text = 'auth.uid()'::text)", []),
+        ('("auth.uid()" = ( SELECT auth.uid() AS uid))', []),
+        ("(( SELECT (auth.jwt() ->> 'role'::text)) = 'admin'::text)", []),
+        ("((auth.jwt() ->> 'role'::text) = 'admin'::text)", ["auth.jwt()"]),
+        (
+            "(owner IN ( SELECT u.id FROM auth.users u WHERE (u.email = auth.email())))",
+            ["auth.email()"],
+        ),
+        ("(auth.role() = 'anon'::text)", ["auth.role()"]),
+        ("(x = current_setting('app.x'::text, true))", ["current_setting()"]),
+        ("(( SELECT private.is_admin() AS is_admin) OR (uid = 1))", []),
+        (None, []),
+    ],
+)
+def test_bare_calls_are_judged_one_by_one(expression: str | None, bare: list[str]) -> None:
+    assert bare_calls(expression) == bare
+
+
+@pytest.mark.parametrize(
+    ("expression", "always"),
+    [("true", True), ("(1 = 1)", True), ("(owner = 1)", False), (None, False), ("false", False)],
+)
+def test_always_true_expressions(expression: str | None, always: bool) -> None:
+    assert is_always_true(expression) is always

@@ -447,20 +447,33 @@ def _public_buckets(ctx: _Context) -> Iterator[Finding]:
         owner, stranger = uuid.uuid4(), uuid.uuid4()
         name = f"{owner}/pysync-audit-probe"
         listed_by: list[str] = []
-        with conn.transaction(force_rollback=True):
-            conn.execute(
-                "insert into storage.objects (bucket_id, name, owner) values (%s, %s, %s)",
-                (bucket, name, owner),
+        try:
+            with conn.transaction(force_rollback=True):
+                conn.execute(
+                    "insert into storage.objects (bucket_id, name, owner) values (%s, %s, %s)",
+                    (bucket, name, owner),
+                )
+                for role, user in (("anon", None), ("authenticated", stranger)):
+                    with conn.transaction(force_rollback=True):
+                        impersonate(conn, role, user, path="/storage/v1/object/list")
+                        seen = conn.execute(
+                            "select count(*) from storage.objects"
+                            " where bucket_id = %s and name = %s",
+                            (bucket, name),
+                        ).fetchone()
+                    if seen and seen[0]:
+                        listed_by.append(role)
+        except psycopg.Error as exc:
+            # Not a verdict either way: say so at info level rather than fail the audit.
+            message = (exc.diag.message_primary or str(exc)).strip()
+            yield Finding(
+                level="info",
+                lint="public_bucket_allows_listing",
+                object=f'bucket "{bucket}"',
+                detail=f"could not probe the bucket: {message} [{exc.sqlstate}]",
+                fix="run the audit as a role that may insert into storage.objects (postgres)",
             )
-            for role, user in (("anon", None), ("authenticated", stranger)):
-                with conn.transaction(force_rollback=True):
-                    impersonate(conn, role, user, path="/storage/v1/object/list")
-                    seen = conn.execute(
-                        "select count(*) from storage.objects where bucket_id = %s and name = %s",
-                        (bucket, name),
-                    ).fetchone()
-                if seen and seen[0]:
-                    listed_by.append(role)
+            continue
         if listed_by:
             names = [n for roles, n in readers if {"public", *listed_by} & set(roles)]
             yield _finding(
