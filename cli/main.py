@@ -10,6 +10,7 @@ import typer
 from pysync_cli import context, output
 from pysync_cli.db import db_app
 from pysync_cli.errors import debug_enabled, report
+from pysync_cli.health import health
 from pysync_cli.options import DbUrl, Json
 from pysync_cli.render import render_push, render_status, render_tables
 from pysync_cli.rls import rls_app
@@ -49,6 +50,9 @@ def up(
         render_tables(project)
 
     output.emit(as_json, {**result.as_dict(), "status": project.status()}, human)
+
+
+app.command("health")(health)
 
 
 def main(argv: list[str] | None = None) -> int:

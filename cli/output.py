@@ -32,3 +32,8 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for row in rows:
         grid.add_row(*("" if cell is None else str(cell) for cell in row))
     console.print(grid)
+
+
+def line(message: str) -> None:
+    """Print ``message`` as one line, as it is: no markup, no wrapping (for grep and editors)."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)

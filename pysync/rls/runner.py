@@ -23,7 +23,14 @@ from pysync.rls.matrix import API_ACTORS, Case, Matrix, qualified
 from pysync.rls.request import impersonate
 from pysync.rls.world import World, build_world, table_identifier
 
-__all__ = ["CaseResult", "MatrixReport", "coverage_gaps", "run_matrix"]
+__all__ = [
+    "CaseResult",
+    "CoverageGap",
+    "MatrixReport",
+    "coverage_gaps",
+    "find_coverage_gaps",
+    "run_matrix",
+]
 
 _METHODS = {"select": "GET", "insert": "POST", "update": "PATCH", "delete": "DELETE"}
 _POLICY_COMMANDS = {"SELECT": "select", "INSERT": "insert", "UPDATE": "update", "DELETE": "delete"}
@@ -121,10 +128,27 @@ def _run_case(conn: psycopg.Connection[Any], case: Case, world: World) -> CaseRe
     )
 
 
-def coverage_gaps(conn: psycopg.Connection[Any], matrix: Matrix) -> list[str]:
+@dataclass(frozen=True)
+class CoverageGap:
+    """Something the matrix leaves unproven. ``kind``: ``rls_disabled``, ``no_case_lines``
+    (a table of ``public``) or ``policy_without_case_line`` (for ``op``)."""
+
+    table: str
+    kind: str
+    op: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "rls_disabled":
+            return f"{self.table}: row level security is disabled"
+        if self.kind == "no_case_lines":
+            return f"{self.table}: no case lines in the access matrix"
+        return f"{self.table}: {self.op} policies have no case line"
+
+
+def find_coverage_gaps(conn: psycopg.Connection[Any], matrix: Matrix) -> list[CoverageGap]:
     """What the matrix leaves unproven: tables of ``public`` without case lines or without
     RLS, and (table, command) pairs that have a policy but no case line."""
-    gaps: list[str] = []
+    gaps: list[CoverageGap] = []
     tables = conn.execute(
         "select n.nspname || '.' || c.relname, c.relrowsecurity from pg_class c"
         " join pg_namespace n on n.oid = c.relnamespace"
@@ -134,9 +158,9 @@ def coverage_gaps(conn: psycopg.Connection[Any], matrix: Matrix) -> list[str]:
     covered = matrix.tables
     for table, rls in tables:
         if not rls:
-            gaps.append(f"{table}: row level security is disabled")
+            gaps.append(CoverageGap(table, "rls_disabled"))
         if table not in covered:
-            gaps.append(f"{table}: no case lines in the access matrix")
+            gaps.append(CoverageGap(table, "no_case_lines"))
     ops = {(qualified(line.table), line.op) for line in matrix.lines}
     policies = conn.execute(
         "select distinct schemaname || '.' || tablename, cmd from pg_policies"
@@ -147,8 +171,13 @@ def coverage_gaps(conn: psycopg.Connection[Any], matrix: Matrix) -> list[str]:
         commands = _POLICY_COMMANDS.values() if command == "ALL" else [_POLICY_COMMANDS[command]]
         for op in commands:
             if (table, op) not in ops:
-                gaps.append(f"{table}: {op} policies have no case line")
+                gaps.append(CoverageGap(table, "policy_without_case_line", op))
     return gaps
+
+
+def coverage_gaps(conn: psycopg.Connection[Any], matrix: Matrix) -> list[str]:
+    """:func:`find_coverage_gaps`, one readable line each."""
+    return [str(gap) for gap in find_coverage_gaps(conn, matrix)]
 
 
 def run_matrix(conn: psycopg.Connection[Any], matrix: Matrix) -> MatrixReport:

@@ -1,0 +1,191 @@
+"""``pysync health``: healthy on the shipped schema; drift, pending migrations, missing
+partitions, a missing publication and an unreachable server each show up."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from pysync_cli.main import main
+
+from pysync.health import Check, HealthReport, check_health, partition_checks
+from pysync.migrate import push
+from tests.helpers import PROJECT_ROOT, connect, write_project
+
+Conn = psycopg.Connection[Any]
+MIGRATIONS = PROJECT_ROOT / "supabase" / "migrations"
+POLICIES = PROJECT_ROOT / "policies"
+
+
+def health(url: str, migrations: Path = MIGRATIONS, policies: Path = POLICIES) -> HealthReport:
+    return check_health(lambda: connect(url), migrations, policies)
+
+
+def by_name(report: HealthReport) -> dict[str, Check]:
+    return {c.name: c for c in report.checks}
+
+
+def events_table(conn: Conn, *months: int) -> None:
+    """``public.events`` partitioned by month, with a partition for each month offset from
+    the current one (-1 last month, 0 this month, 1 next month)."""
+    conn.execute(
+        "create table public.events (id bigint, at timestamptz not null) partition by range (at)"
+    )
+    for offset in months:
+        add_month(conn, offset)
+
+
+def add_month(conn: Conn, offset: int) -> str:
+    """Create the partition for the month ``offset`` months from now; returns its name."""
+    row = conn.execute(
+        "select date_trunc('month', now()) + make_interval(months => %s),"
+        " date_trunc('month', now()) + make_interval(months => %s)",
+        (offset, offset + 1),
+    ).fetchone()
+    assert row is not None
+    start, end = row
+    name = f"events_{start:%Y_%m}"
+    conn.execute(
+        sql.SQL(
+            "create table public.{} partition of public.events for values from ({}) to ({})"
+        ).format(sql.Identifier(name), sql.Literal(start), sql.Literal(end))
+    )
+    return f"public.{name}"
+
+
+def test_the_shipped_schema_is_healthy(app_url: str) -> None:
+    report = health(app_url)
+    checks = by_name(report)
+    assert report.ok
+    assert {c.status for c in report.checks} == {"ok"}, report.as_dict()
+    assert set(checks) >= {
+        "connectivity",
+        "server_version",
+        "migration_drift",
+        "pending_migrations",
+        "rls_audit",
+        "partitions realtime.messages",
+        "realtime_publication",
+        "database_size",
+    }
+    assert checks["server_version"].detail.startswith("PostgreSQL 15")
+    assert checks["rls_audit"].data == {"errors": 0, "warnings": 0, "info": 2}
+    assert checks["database_size"].data["bytes"] > 1_000_000
+
+
+def test_drift_fails_and_pending_migrations_warn(tmp_path: Path, fresh_url: str) -> None:
+    root = write_project(
+        tmp_path, {"20260101000000_notes.sql": "create table public.n (id int);\n"}
+    )
+    migrations = root / "supabase" / "migrations"
+    with connect(fresh_url) as conn:
+        push(conn, migrations, root / "policies")
+    assert (
+        by_name(health(fresh_url, migrations, root / "policies"))["migration_drift"].status == "ok"
+    )
+
+    (migrations / "20260101000000_notes.sql").write_text("create table public.n (id bigint);\n")
+    (migrations / "20260102000000_more.sql").write_text("select 1;\n")
+    report = health(fresh_url, migrations, root / "policies")
+    checks = by_name(report)
+    assert not report.ok
+    assert checks["migration_drift"].status == "fail"
+    assert checks["migration_drift"].detail.startswith(
+        "migration 20260101000000_notes was edited after it was applied"
+    )
+    assert checks["pending_migrations"].status == "warn"
+    assert checks["pending_migrations"].data == {"pending": ["20260102000000"]}
+
+
+def test_a_fresh_database_has_every_migration_pending(fresh_url: str) -> None:
+    checks = by_name(health(fresh_url))
+    assert checks["pending_migrations"].status == "warn"
+    assert len(checks["pending_migrations"].data["pending"]) == len(list(MIGRATIONS.glob("*.sql")))
+
+
+def test_partition_coverage_fails_then_warns_then_passes(conn: Conn) -> None:
+    def events() -> Check:
+        return next(c for c in partition_checks(conn) if c.name == "partitions public.events")
+
+    events_table(conn, -1)
+    assert events().status == "fail"
+    assert "no partition covers now" in events().detail
+    this_month = add_month(conn, 0)
+    assert events().status == "warn"
+    assert "no partition follows it" in events().detail
+    next_month = add_month(conn, 1)
+    assert events().status == "ok"
+    assert events().data["partitions"] == [this_month, next_month]
+    further = next(c for c in partition_checks(conn, ahead=2) if c.name.endswith(".events"))
+    assert further.status == "warn"
+
+
+def test_a_default_partition_catches_now_with_a_warning(conn: Conn) -> None:
+    events_table(conn, -1)
+    conn.execute("create table public.events_rest partition of public.events default")
+    check = next(c for c in partition_checks(conn) if c.name == "partitions public.events")
+    assert check.status == "warn"
+    assert "default partition public.events_rest" in check.detail
+
+
+def test_missing_realtime_partition_fails_health(fresh_url: str) -> None:
+    with connect(fresh_url) as conn:
+        today = conn.execute("select to_char(now(), 'YYYY_MM_DD')").fetchone()
+        assert today is not None
+        conn.execute(f"drop table realtime.messages_{today[0]}")
+    report = health(fresh_url)
+    check = by_name(report)["partitions realtime.messages"]
+    assert (check.status, report.ok) == ("fail", False)
+
+
+def test_list_partitioned_tables_are_not_judged(conn: Conn) -> None:
+    conn.execute("create table public.by_kind (kind text) partition by list (kind)")
+    check = next(c for c in partition_checks(conn) if c.name == "partitions public.by_kind")
+    assert check.status == "ok" and "not checked" in check.detail
+
+
+def test_publication_contents_and_absence(fresh_url: str) -> None:
+    with connect(fresh_url) as conn:
+        conn.execute("create table public.chat (id int primary key)")
+        conn.execute("alter publication supabase_realtime add table public.chat")
+    assert by_name(health(fresh_url))["realtime_publication"].data == {"tables": ["public.chat"]}
+    with connect(fresh_url) as conn:
+        conn.execute("drop publication supabase_realtime")
+    check = by_name(health(fresh_url))["realtime_publication"]
+    assert check.status == "warn" and "missing" in check.detail
+
+
+def test_an_unreachable_server_fails_connectivity() -> None:
+    report = health("postgresql://postgres:x@127.0.0.1:1/postgres")
+    assert [(c.name, c.status) for c in report.checks] == [("connectivity", "fail")]
+    assert report.checks[0].detail.startswith("cannot connect:")
+
+
+# -- the command -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def in_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(PROJECT_ROOT)
+    monkeypatch.delenv("SUPABASE_DB_URL", raising=False)
+    monkeypatch.delenv("PYSYNC_DEBUG", raising=False)
+
+
+def test_health_command_exit_codes(
+    in_project: None, app_url: str, fresh_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["health", "--db-url", app_url, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] is True
+    assert all(set(c) == {"name", "status", "detail", "data"} for c in data["checks"])
+
+    with connect(fresh_url) as conn:
+        events_table(conn, -1)
+    assert main(["health", "--db-url", fresh_url]) == 1
+    out = capsys.readouterr().out
+    assert "partitions public.events" in out
+    assert out.strip().splitlines()[-1].startswith("health: ")
