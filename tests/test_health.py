@@ -73,7 +73,8 @@ def test_the_shipped_schema_is_healthy(app_url: str) -> None:
         "database_size",
     }
     assert checks["server_version"].detail.startswith("PostgreSQL 15")
-    assert checks["rls_audit"].data == {"errors": 0, "warnings": 0, "info": 2}
+    audit = checks["rls_audit"].data
+    assert (audit["errors"], audit["warnings"]) == (0, 0)  # accepted findings show as info
     assert checks["database_size"].data["bytes"] > 1_000_000
 
 
