@@ -60,9 +60,13 @@ class UserSpec:
 
 @dataclass(frozen=True)
 class RowSpec:
+    """A fixture row. ``on_conflict`` names the key of a row that a trigger may already have
+    created (e.g. a user's default preferences): the fixture then updates that row."""
+
     name: str
     table: str
     values: dict[str, Value]
+    on_conflict: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,10 @@ def load_matrix(path: Path) -> Matrix:
             if "table" not in spec or not isinstance(spec.get("values"), dict):
                 raise MatrixError(f"{part}: row {name} needs a table and values")
             _check_refs(f"{part}: row {name}", spec["values"], set(users) | set(rows))
-            rows[name] = RowSpec(name, spec["table"], dict(spec["values"]))
+            conflict = spec.get("on_conflict", [])
+            if not isinstance(conflict, list) or not set(conflict) <= set(spec["values"]):
+                raise MatrixError(f"{part}: row {name}: on_conflict must list columns it sets")
+            rows[name] = RowSpec(name, spec["table"], dict(spec["values"]), tuple(conflict))
 
     lines: list[CaseSpec] = []
     known = set(users) | set(rows)
