@@ -56,7 +56,7 @@ def insert_row(
 ) -> psycopg.Cursor[Any]:
     """``insert into <table> (<columns>) values (<params>) returning id``; with
     ``on_conflict``, a row already there under that key is updated to the values instead."""
-    upsert = sql.SQL("")
+    upsert: sql.Composable = sql.SQL("")
     if on_conflict:
         upsert = sql.SQL(" on conflict ({}) do update set {}").format(
             sql.SQL(", ").join(sql.Identifier(c) for c in on_conflict),

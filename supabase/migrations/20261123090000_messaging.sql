@@ -491,7 +491,9 @@ create trigger guard_message before insert or update on public.messages
 for each row execute function private.guard_message();
 
 -- A new message moves its conversation up the list and notifies everyone else in it.
-create function private.after_message_created()
+-- (Its trigger's name sorts after publish_message_change, so the participants' sync nudge
+-- names the message, not the conversation or notification this writes.)
+create function private.record_message_activity()
 returns trigger
 language plpgsql
 security definer
@@ -531,10 +533,10 @@ begin
     return null;
 end
 $$;
-revoke all on function private.after_message_created() from public;
+revoke all on function private.record_message_activity() from public;
 
-create trigger after_message_created after insert on public.messages
-for each row execute function private.after_message_created();
+create trigger record_message_activity after insert on public.messages
+for each row execute function private.record_message_activity();
 
 -- A removed message's text must not live on in the notifications that quoted it.
 create function private.scrub_deleted_message()
@@ -827,7 +829,8 @@ begin
     return conversation;
 end
 $$;
-revoke all on function public.start_direct_conversation(uuid) from public;
+-- Supabase's default privileges grant anon execute directly, not through PUBLIC.
+revoke all on function public.start_direct_conversation(uuid) from public, anon;
 grant execute on function public.start_direct_conversation(uuid) to authenticated, service_role;
 comment on function public.start_direct_conversation(uuid) is
 'Open (or find) the direct conversation between the caller and another user.';
@@ -856,7 +859,8 @@ begin
     return conversation;
 end
 $$;
-revoke all on function public.start_course_conversation(uuid, text) from public;
+-- Supabase's default privileges grant anon execute directly, not through PUBLIC.
+revoke all on function public.start_course_conversation(uuid, text) from public, anon;
 grant execute on function public.start_course_conversation(uuid, text) to authenticated, service_role;
 comment on function public.start_course_conversation(uuid, text) is
 'Open a group conversation for a course the caller teaches.';
