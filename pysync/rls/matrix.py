@@ -9,6 +9,10 @@ product promises.
 Values are TOML values; strings may name users and rows in braces: ``"{owner_tutor}"`` is
 that user's id, ``"{published_course}"`` that row's id, ``"{me}"`` the acting user's id
 (null for anon and service_role), and ``"{owner_student}/avatar.png"`` builds a path.
+
+A fixture row that a trigger has already made (a user's default notification preferences)
+names its key in ``on_conflict = ["user_id", "category"]``: the world then updates that row
+to the given values and uses its id.
 """
 
 from __future__ import annotations
