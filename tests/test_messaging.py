@@ -370,6 +370,18 @@ def test_enrollment_notifies_the_course_tutor(app_conn: Conn) -> None:
     assert latest[2]["student_id"] == SID and latest[2]["course_id"] == ALGEBRA
 
 
+def test_seed_runs_again_without_duplicating_messaging_rows(app_conn: Conn) -> None:
+    tables = ["conversations", "conversation_participants", "messages", "notifications"]
+    count = sql.SQL(" union all ").join(
+        sql.SQL("select {}, count(*) from {}").format(sql.Literal(t), sql.Identifier("public", t))
+        for t in tables
+    )
+    before = app_conn.execute(count).fetchall()
+    apply_seed(app_conn, PROJECT_ROOT / "supabase" / "seed.sql")
+    assert app_conn.execute(count).fetchall() == before
+    assert dict(before)["messages"] >= 5
+
+
 # -- devices and preferences -------------------------------------------------------------------
 
 
