@@ -6,6 +6,8 @@
 --   course-materials/<course id>/...               enrolled students and the tutor read;
 --                                                  the tutor writes
 --   submissions/<user id>/<assignment id>/...      the student writes; the course tutor reads
+--   chat-attachments/<conversation id>/...         participants read and upload; the
+--                                                  uploader replaces and deletes
 
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
@@ -28,6 +30,14 @@ values
     array[
         'application/pdf', 'image/png', 'image/jpeg', 'text/plain', 'application/zip',
         'application/vnd.openxmlformats-officedocument.wordprocessingml.document'
+    ]
+),
+(
+    'chat-attachments', 'chat-attachments', false, 20971520,
+    array[
+        'image/png', 'image/jpeg', 'image/webp', 'image/gif', 'image/heic', 'application/pdf',
+        'audio/mpeg', 'audio/mp4', 'audio/aac', 'audio/ogg', 'audio/webm', 'video/mp4',
+        'text/plain'
     ]
 )
 on conflict (id) do update set
@@ -59,6 +69,10 @@ using (
             )
         )
     )
+    or (
+        bucket_id = 'chat-attachments'
+        and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
+    )
     or (select private.is_admin())
 );
 
@@ -77,6 +91,10 @@ with check (
             select a::text from private.enrolled_assignment_ids() as a
         )
     )
+    or (
+        bucket_id = 'chat-attachments'
+        and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
+    )
     or (select private.is_admin())
 );
 
@@ -89,6 +107,11 @@ using (
         and (storage.foldername(name))[1] in (select c::text from private.taught_course_ids() as c)
     )
     or (bucket_id = 'submissions' and (storage.foldername(name))[1] = (select auth.uid())::text)
+    or (
+        bucket_id = 'chat-attachments'
+        and coalesce(owner_id, owner::text) = (select auth.uid())::text
+        and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
+    )
     or (select private.is_admin())
 )
 with check (
@@ -104,6 +127,11 @@ with check (
             select a::text from private.enrolled_assignment_ids() as a
         )
     )
+    or (
+        bucket_id = 'chat-attachments'
+        and coalesce(owner_id, owner::text) = (select auth.uid())::text
+        and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
+    )
     or (select private.is_admin())
 );
 
@@ -116,5 +144,10 @@ using (
         and (storage.foldername(name))[1] in (select c::text from private.taught_course_ids() as c)
     )
     or (bucket_id = 'submissions' and (storage.foldername(name))[1] = (select auth.uid())::text)
+    or (
+        bucket_id = 'chat-attachments'
+        and coalesce(owner_id, owner::text) = (select auth.uid())::text
+        and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
+    )
     or (select private.is_admin())
 );

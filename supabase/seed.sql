@@ -204,3 +204,103 @@ values (
     'a0000000-0000-4000-8000-000000000001', 'Thanks, we are looking into it. Which phone do you use?'
 )
 on conflict (id) do nothing;
+
+-- Messaging: a direct conversation between Sam and Tom, Algebra I's class conversation (its
+-- members, Tom and the active students, are added by trigger) and a direct conversation
+-- between Sid and Tara. Messages are inserted as the platform with fixed times; their
+-- notifications and realtime nudges come from the triggers, on the first run only.
+insert into public.conversations (id, kind, course_id, title, created_by, direct_key)
+values
+(
+    '17000000-0000-4000-8000-000000000001', 'direct', null, null,
+    'c0000000-0000-4000-8000-000000000001',
+    'b0000000-0000-4000-8000-000000000001:c0000000-0000-4000-8000-000000000001'
+),
+(
+    '17000000-0000-4000-8000-000000000002', 'course', 'd0000000-0000-4000-8000-000000000001',
+    'Algebra I class chat', 'b0000000-0000-4000-8000-000000000001', null
+),
+(
+    '17000000-0000-4000-8000-000000000003', 'direct', null, null,
+    'c0000000-0000-4000-8000-000000000003',
+    'b0000000-0000-4000-8000-000000000002:c0000000-0000-4000-8000-000000000003'
+)
+on conflict do nothing;
+
+insert into public.conversation_participants (id, conversation_id, user_id, role)
+values
+(
+    '18000000-0000-4000-8000-000000000001', '17000000-0000-4000-8000-000000000001',
+    'c0000000-0000-4000-8000-000000000001', 'member'
+),
+(
+    '18000000-0000-4000-8000-000000000002', '17000000-0000-4000-8000-000000000001',
+    'b0000000-0000-4000-8000-000000000001', 'member'
+),
+(
+    '18000000-0000-4000-8000-000000000003', '17000000-0000-4000-8000-000000000003',
+    'c0000000-0000-4000-8000-000000000003', 'member'
+),
+(
+    '18000000-0000-4000-8000-000000000004', '17000000-0000-4000-8000-000000000003',
+    'b0000000-0000-4000-8000-000000000002', 'member'
+)
+on conflict do nothing;
+
+insert into public.messages (id, conversation_id, sender_id, body, created_at)
+values
+(
+    '19000000-0000-4000-8000-000000000001', '17000000-0000-4000-8000-000000000001',
+    'c0000000-0000-4000-8000-000000000001', 'Hi Tom, can we go over question 2 before Tuesday?',
+    now() - interval '2 hours'
+),
+(
+    '19000000-0000-4000-8000-000000000002', '17000000-0000-4000-8000-000000000001',
+    'b0000000-0000-4000-8000-000000000001', 'Of course, bring your working.',
+    now() - interval '115 minutes'
+),
+(
+    '19000000-0000-4000-8000-000000000003', '17000000-0000-4000-8000-000000000002',
+    'b0000000-0000-4000-8000-000000000001', 'Welcome to Algebra I! Post your questions here.',
+    now() - interval '1 day'
+),
+(
+    '19000000-0000-4000-8000-000000000004', '17000000-0000-4000-8000-000000000002',
+    'c0000000-0000-4000-8000-000000000002', 'Thanks! Is Homework 1 due next week?',
+    now() - interval '20 hours'
+),
+(
+    '19000000-0000-4000-8000-000000000005', '17000000-0000-4000-8000-000000000003',
+    'c0000000-0000-4000-8000-000000000003', 'Hi Tara, the lab video does not load for me.',
+    now() - interval '3 hours'
+)
+on conflict do nothing;
+
+insert into public.notifications (id, recipient_id, type, title, body, data, read_at)
+values
+(
+    '1a000000-0000-4000-8000-000000000001', 'c0000000-0000-4000-8000-000000000001',
+    'announcement', 'Welcome to pysync tutoring', 'Find a tutor, join a course, ask anything.',
+    '{}', now() - interval '1 day'
+),
+(
+    '1a000000-0000-4000-8000-000000000002', 'c0000000-0000-4000-8000-000000000003',
+    'announcement', 'New: course group chats', 'Every course now has a class conversation.',
+    '{}', null
+)
+on conflict do nothing;
+
+insert into public.devices (id, user_id, device_id, platform, push_token, app_version)
+values (
+    '1b000000-0000-4000-8000-000000000001', 'c0000000-0000-4000-8000-000000000001',
+    'sam-pixel-8', 'android', 'seed-fcm-token-sam-pixel-8', '1.0.0'
+)
+on conflict do nothing;
+
+insert into public.push_deliveries (id, notification_id, device_id, sent_at, clicked_at)
+values (
+    '1c000000-0000-4000-8000-000000000001', '1a000000-0000-4000-8000-000000000001',
+    '1b000000-0000-4000-8000-000000000001', now() - interval '1 day',
+    now() - interval '23 hours'
+)
+on conflict do nothing;

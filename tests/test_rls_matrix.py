@@ -12,6 +12,7 @@ import pytest
 
 from pysync.rls import coverage_gaps, load_matrix, run_matrix
 from pysync.rls.matrix import MatrixError
+from pysync.rls.world import build_world
 from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT
 
@@ -141,4 +142,30 @@ def test_parts_beside_the_main_file_are_merged(tmp_path: Path) -> None:
         '[rows.published_course]\ntable = "courses"\nvalues = { title = "Twin" }\n'
     )
     with pytest.raises(MatrixError, match="row published_course is already defined"):
+        load_matrix(main_file)
+
+
+def test_rows_made_by_triggers_are_taken_over_with_on_conflict(
+    app_conn: Conn, tmp_path: Path
+) -> None:
+    main_file = tmp_path / "matrix.toml"
+    main_file.write_text(MATRIX.read_text())
+    (tmp_path / "matrix").mkdir()
+    part = tmp_path / "matrix" / "prefs.toml"
+    row = (
+        '[rows.opted_out]\ntable = "notification_preferences"\n'
+        'values = { user_id = "{other_student}", category = "grades", enabled = false }\n'
+    )
+    part.write_text(row + 'on_conflict = ["user_id", "category"]\n')
+    matrix = load_matrix(main_file)
+    assert matrix.rows["opted_out"].on_conflict == ("user_id", "category")
+    world = build_world(app_conn, matrix)
+    enabled = app_conn.execute(
+        "select enabled, user_id from public.notification_preferences where id = %s",
+        (world.ids["opted_out"],),
+    ).fetchone()
+    assert enabled == (False, world.ids["other_student"])
+
+    part.write_text(row.replace("category = ", "kind = ") + 'on_conflict = ["category"]\n')
+    with pytest.raises(MatrixError, match="on_conflict must list columns it sets"):
         load_matrix(main_file)

@@ -1,6 +1,7 @@
 """Row Level Security, proven: the declared access matrix and the runner that checks it."""
 
 from pysync.rls.matrix import ACTORS, Case, CaseSpec, Matrix, load_matrix
+from pysync.rls.realtime import TopicAccess, probe_topic
 from pysync.rls.runner import CaseResult, MatrixReport, coverage_gaps, run_matrix
 
 __all__ = [
@@ -10,7 +11,9 @@ __all__ = [
     "CaseSpec",
     "Matrix",
     "MatrixReport",
+    "TopicAccess",
     "coverage_gaps",
     "load_matrix",
+    "probe_topic",
     "run_matrix",
 ]

@@ -9,6 +9,10 @@ product promises.
 Values are TOML values; strings may name users and rows in braces: ``"{owner_tutor}"`` is
 that user's id, ``"{published_course}"`` that row's id, ``"{me}"`` the acting user's id
 (null for anon and service_role), and ``"{owner_student}/avatar.png"`` builds a path.
+
+A fixture row that a trigger has already made (a user's default notification preferences)
+names its key in ``on_conflict = ["user_id", "category"]``: the world then updates that row
+to the given values and uses its id.
 """
 
 from __future__ import annotations
@@ -60,9 +64,13 @@ class UserSpec:
 
 @dataclass(frozen=True)
 class RowSpec:
+    """A fixture row. ``on_conflict`` names the key of a row that a trigger may already have
+    created (e.g. a user's default preferences): the fixture then updates that row."""
+
     name: str
     table: str
     values: dict[str, Value]
+    on_conflict: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -177,7 +185,10 @@ def load_matrix(path: Path) -> Matrix:
             if "table" not in spec or not isinstance(spec.get("values"), dict):
                 raise MatrixError(f"{part}: row {name} needs a table and values")
             _check_refs(f"{part}: row {name}", spec["values"], set(users) | set(rows))
-            rows[name] = RowSpec(name, spec["table"], dict(spec["values"]))
+            conflict = spec.get("on_conflict", [])
+            if not isinstance(conflict, list) or not set(conflict) <= set(spec["values"]):
+                raise MatrixError(f"{part}: row {name}: on_conflict must list columns it sets")
+            rows[name] = RowSpec(name, spec["table"], dict(spec["values"]), tuple(conflict))
 
     lines: list[CaseSpec] = []
     known = set(users) | set(rows)

@@ -49,13 +49,26 @@ def table_identifier(table: str) -> sql.Identifier:
 
 
 def insert_row(
-    conn: psycopg.Connection[Any], table: str, values: dict[str, Any]
+    conn: psycopg.Connection[Any],
+    table: str,
+    values: dict[str, Any],
+    on_conflict: tuple[str, ...] = (),
 ) -> psycopg.Cursor[Any]:
-    """``insert into <table> (<columns>) values (<params>) returning id``."""
-    query = sql.SQL("insert into {} ({}) values ({}) returning id").format(
+    """``insert into <table> (<columns>) values (<params>) returning id``; with
+    ``on_conflict``, a row already there under that key is updated to the values instead."""
+    upsert: sql.Composable = sql.SQL("")
+    if on_conflict:
+        upsert = sql.SQL(" on conflict ({}) do update set {}").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in on_conflict),
+            sql.SQL(", ").join(
+                sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in values
+            ),
+        )
+    query = sql.SQL("insert into {} ({}) values ({}){} returning id").format(
         table_identifier(table),
         sql.SQL(", ").join(sql.Identifier(c) for c in values),
         sql.SQL(", ").join(sql.Placeholder() * len(values)),
+        upsert,
     )
     return conn.execute(query, list(values.values()))
 
@@ -98,7 +111,7 @@ def build_world(conn: psycopg.Connection[Any], matrix: Matrix) -> World:
     for row in matrix.rows.values():
         values = {column: world.resolve(v, None) for column, v in row.values.items()}
         try:
-            inserted = insert_row(conn, row.table, values).fetchone()
+            inserted = insert_row(conn, row.table, values, row.on_conflict).fetchone()
         except psycopg.Error as exc:
             raise MatrixError(
                 f"fixture row {row.name} ({row.table}) could not be created: {exc}"

@@ -1,0 +1,90 @@
+-- Conversations, participants, messages and notifications.
+--
+-- Nobody inserts conversations or participants through the API: the RPCs
+-- public.start_direct_conversation() and public.start_course_conversation() and the
+-- membership triggers do (see the messaging migration). Admins can read every conversation
+-- (safeguarding: tutors and students, often minors) and remove messages, but post only where
+-- they are participants. Notifications are written by triggers and service_role only.
+
+set local lock_timeout = '5s';
+set local statement_timeout = '60s';
+
+select private.drop_policies('public.conversations');
+select private.drop_policies('public.conversation_participants');
+select private.drop_policies('public.messages');
+select private.drop_policies('public.notifications');
+
+-- conversations ----------------------------------------------------------------------------
+
+create policy "Participants can read their conversations"
+on public.conversations for select to authenticated
+using (id in (select private.my_conversation_ids()) or (select private.is_admin()));
+
+-- Column privileges limit clients to the title.
+create policy "Owners can rename their conversations"
+on public.conversations for update to authenticated
+using (id in (select private.owned_conversation_ids()) or (select private.is_admin()))
+with check (id in (select private.owned_conversation_ids()) or (select private.is_admin()));
+
+create policy "Owners can delete their conversations"
+on public.conversations for delete to authenticated
+using (id in (select private.owned_conversation_ids()) or (select private.is_admin()));
+
+-- conversation_participants ----------------------------------------------------------------
+
+create policy "Participants can see who is in their conversations"
+on public.conversation_participants for select to authenticated
+using (conversation_id in (select private.my_conversation_ids()) or (select private.is_admin()));
+
+-- Column privileges limit clients to last_read_at.
+create policy "Participants can mark their conversations read"
+on public.conversation_participants for update to authenticated
+using (user_id = (select auth.uid()))
+with check (user_id = (select auth.uid()));
+
+-- messages ---------------------------------------------------------------------------------
+
+create policy "Participants can read messages of their conversations"
+on public.messages for select to authenticated
+using (conversation_id in (select private.my_conversation_ids()) or (select private.is_admin()));
+
+create policy "Participants can post as themselves"
+on public.messages for insert to authenticated
+with check (
+    sender_id = (select auth.uid())
+    and conversation_id in (select private.my_conversation_ids())
+);
+
+-- private.guard_message() narrows this: senders edit or soft-delete their own messages,
+-- admins only soft-delete others'.
+create policy "Senders can edit their messages; admins moderate"
+on public.messages for update to authenticated
+using (
+    (sender_id = (select auth.uid()) and conversation_id in (select private.my_conversation_ids()))
+    or (select private.is_admin())
+)
+with check (
+    (sender_id = (select auth.uid()) and conversation_id in (select private.my_conversation_ids()))
+    or (select private.is_admin())
+);
+
+-- Clients soft-delete (deleted_at); a hard delete is for admins and service_role.
+create policy "Admins can delete messages"
+on public.messages for delete to authenticated
+using ((select private.is_admin()));
+
+-- notifications ----------------------------------------------------------------------------
+
+create policy "Users can read their notifications"
+on public.notifications for select to authenticated
+using (recipient_id = (select auth.uid()));
+
+-- Column privileges limit clients to read_at.
+create policy "Users can mark their notifications read"
+on public.notifications for update to authenticated
+using (recipient_id = (select auth.uid()))
+with check (recipient_id = (select auth.uid()));
+
+create policy "Users can delete their notifications"
+on public.notifications for delete to authenticated
+using (recipient_id = (select auth.uid()));
