@@ -324,3 +324,16 @@ def test_broadcast_changes_sends_row_images(conn: Conn) -> None:
     assert update["record"]["name"] == "physics"
     assert update["old_record"]["name"] == "maths"
     assert update["operation"] == "UPDATE" and update["table"] == "rooms"
+
+
+def test_realtime_send_stores_large_payloads_and_notifies_by_id(fresh_url: str) -> None:
+    topic = f"user:{BOB}"
+    big = {"body": "x" * 10_000}
+    with connect(fresh_url) as listener, connect(fresh_url) as sender:
+        listener.execute(psycopg.sql.SQL("listen {}").format(psycopg.sql.Identifier(topic)))
+        sender.execute("select realtime.send(%s::jsonb, 'big', %s)", (json.dumps(big), topic))
+        notices = list(listener.notifies(timeout=5, stop_after=1))
+        stored = _one(sender, "select payload from realtime.messages where topic = %s", (topic,))
+    assert stored["body"] == big["body"]
+    body = json.loads(notices[0].payload)
+    assert body["truncated"] is True and body["payload"]["id"] == stored["id"]

@@ -38,6 +38,7 @@ as $$
 declare
     message_id uuid := gen_random_uuid();
     final_payload jsonb;
+    notice text;
 begin
     begin
         -- Like current Supabase: the message id is added to the payload unless present.
@@ -48,13 +49,21 @@ begin
         perform set_config('realtime.topic', topic, true);
         insert into realtime.messages (id, payload, event, topic, private, extension)
         values (message_id, final_payload, event, topic, private, 'broadcast');
-        -- Local only: the Realtime server would pick the row up; tests LISTEN instead.
-        perform pg_notify(topic, jsonb_build_object(
-            'event', event, 'payload', final_payload, 'private', private
-        )::text);
     exception when others then
         raise warning 'ErrorSendingBroadcastMessage: %', sqlerrm;
+        return;
     end;
+    -- Local only: the Realtime server would pick the row up; tests LISTEN instead. NOTIFY
+    -- payloads stop at 8000 bytes, so a large message is announced by id only (the stored
+    -- row keeps everything).
+    notice := jsonb_build_object('event', event, 'payload', final_payload, 'private', private)::text;
+    if octet_length(notice) > 7900 then
+        notice := jsonb_build_object(
+            'event', event, 'private', private, 'truncated', true,
+            'payload', jsonb_build_object('id', final_payload -> 'id')
+        )::text;
+    end if;
+    perform pg_notify(topic, notice);
 end
 $$;
 
