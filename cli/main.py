@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from pysync_cli import context, output
+from pysync_cli.bench import bench_app
 from pysync_cli.db import db_app
 from pysync_cli.errors import debug_enabled, report
 from pysync_cli.health import health
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(rls_app, name="rls")
 app.add_typer(seed_app, name="seed")
+app.add_typer(bench_app, name="bench")
 
 
 @app.command("up")

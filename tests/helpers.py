@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from pysync.rls.request import impersonate
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,21 +32,16 @@ def acting_as(
 ) -> Iterator[psycopg.Connection[Any]]:
     """A transaction (savepoint) in which ``conn`` acts as ``role`` with JWT ``claims``.
 
-    Sets the same transaction-local settings PostgREST sets: the role, the full claims JSON
-    and the legacy per-claim settings. The work is rolled back unless ``keep``; either way
-    the connection is itself again afterwards.
+    Sets the same transaction-local settings PostgREST sets (role, ``request.jwt.claims``,
+    method, path, headers: :func:`pysync.rls.request.impersonate`). The work is rolled back
+    unless ``keep``; either way the connection is itself again afterwards.
     """
-    full = {"role": role, **({"sub": sub} if sub else {}), **claims}
     with conn.transaction(force_rollback=not keep):
-        conn.execute("select set_config('request.jwt.claims', %s, true)", (json.dumps(full),))
-        conn.execute("select set_config('request.jwt.claim.role', %s, true)", (role,))
-        conn.execute("select set_config('request.jwt.claim.sub', %s, true)", (sub or "",))
-        conn.execute("select set_config('role', %s, true)", (role,))
+        impersonate(conn, role, sub, claims=claims)
         yield conn
     if keep:  # released savepoints keep their settings: undo them by hand
         conn.execute("reset role")
-        for name in ("request.jwt.claims", "request.jwt.claim.role", "request.jwt.claim.sub"):
-            conn.execute("select set_config(%s, '', true)", (name,))
+        conn.execute("select set_config('request.jwt.claims', '', true)")
 
 
 def make_tempdir(prefix: str) -> Path:
