@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json
 from rich.markup import escape
 
 from pysync.health import HealthReport, check_health
+from pysync_cli import context, output
+from pysync_cli.options import DbUrl, Json
 
 Ahead = Annotated[
     int,

@@ -10,10 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from pysync_cli.main import main
 
 from pysync.health import Check, HealthReport, check_health, partition_checks
 from pysync.migrate import push
+from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect, write_project
 
 Conn = psycopg.Connection[Any]

@@ -10,7 +10,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from pysync_cli.main import main
 
 from pysync.rls._expr import bare_calls, is_always_true
 from pysync.rls.audit import (
@@ -23,6 +22,7 @@ from pysync.rls.audit import (
     run_audit,
 )
 from pysync.rls.matrix import CaseSpec, load_matrix
+from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT
 
 Conn = psycopg.Connection[Any]
