@@ -26,8 +26,13 @@ def impersonate(
     *,
     method: str = "GET",
     path: str = "/",
+    headers: dict[str, str] | None = None,
 ) -> None:
-    """Set the transaction-local settings PostgREST sets before running a request's SQL."""
+    """Set the transaction-local settings PostgREST sets before running a request's SQL.
+
+    ``headers`` become ``request.headers`` as PostgREST passes them: a JSON object with
+    lower-case names (the rate limiter reads the client platform and address from them).
+    """
     claims = claims_for(role, user_id)
     settings = {
         "request.jwt.claims": json.dumps(claims),
@@ -35,6 +40,7 @@ def impersonate(
         "request.jwt.claim.sub": str(user_id) if user_id else "",
         "request.method": method,
         "request.path": path,
+        "request.headers": json.dumps({k.lower(): v for k, v in (headers or {}).items()}),
         "role": role,
     }
     for name, value in settings.items():
