@@ -15,8 +15,9 @@ create policy "Anyone can read published courses"
 on public.courses for select to anon
 using (status = 'published' and visibility = 'public');
 
--- Written on the columns rather than through visible_course_ids(), so a query for one
--- course stays an index lookup; the organization set is the caller's few memberships.
+-- Written on the columns rather than through visible_course_ids(), with the caller's few
+-- organizations as one array, so reading courses by id stays an index lookup (a hashed
+-- subplan here made the planner scan every course).
 create policy "Users can read published courses and their own"
 on public.courses for select to authenticated
 using (
@@ -24,7 +25,7 @@ using (
         status = 'published'
         and (
             visibility = 'public'
-            or organization_id in (select private.member_organization_ids())
+            or organization_id = any((select private.member_organization_id_array())::uuid [])
         )
     )
     or tutor_id = (select auth.uid())
