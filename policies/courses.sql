@@ -1,4 +1,6 @@
--- Courses, course content and enrollments.
+-- Courses, course content and enrollments. A published course is visible to everyone when
+-- its visibility is public, and only to its organization's members when internal
+-- (private.visible_course_ids()); the tutor and admins always see it.
 
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
@@ -11,11 +13,24 @@ select private.drop_policies('public.enrollments');
 
 create policy "Anyone can read published courses"
 on public.courses for select to anon
-using (status = 'published');
+using (status = 'published' and visibility = 'public');
 
+-- Written on the columns rather than through visible_course_ids(), with the caller's few
+-- organizations as one array, so reading courses by id stays an index lookup (a hashed
+-- subplan here made the planner scan every course).
 create policy "Users can read published courses and their own"
 on public.courses for select to authenticated
-using (status = 'published' or tutor_id = (select auth.uid()) or (select private.is_admin()));
+using (
+    (
+        status = 'published'
+        and (
+            visibility = 'public'
+            or organization_id = any((select private.member_organization_id_array())::uuid [])
+        )
+    )
+    or tutor_id = (select auth.uid())
+    or (select private.is_admin())
+);
 
 create policy "Tutors can create their own courses"
 on public.courses for insert to authenticated
@@ -37,12 +52,12 @@ using (tutor_id = (select auth.uid()) or (select private.is_admin()));
 
 create policy "Anyone can read preview content of published courses"
 on public.course_content for select to anon
-using (is_preview and course_id in (select private.published_course_ids()));
+using (is_preview and course_id in (select private.visible_course_ids()));
 
 create policy "Enrolled students and the tutor can read content"
 on public.course_content for select to authenticated
 using (
-    (is_preview and course_id in (select private.published_course_ids()))
+    (is_preview and course_id in (select private.visible_course_ids()))
     or course_id in (select private.enrolled_course_ids())
     or course_id in (select private.taught_course_ids())
     or (select private.is_admin())
@@ -78,7 +93,7 @@ with check (
         student_id = (select auth.uid())
         and status = 'active'
         and (select private.current_app_role()) = 'student'
-        and course_id in (select private.published_course_ids())
+        and course_id in (select private.visible_course_ids())
     )
     or (select private.is_admin())
 );

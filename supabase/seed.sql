@@ -304,3 +304,48 @@ values (
     now() - interval '23 hours'
 )
 on conflict do nothing;
+
+-- Platform: an organization with an e-mail domain (Tom owns it, Sam is a member), Sam's
+-- payment for Algebra I with a partial refund, and Sue's payment for her completed session.
+insert into public.organizations (id, name, slug, email_domain)
+values (
+    '20000000-0000-4000-8000-000000000001', 'Northside Academy', 'northside-academy',
+    'northside.example.edu'
+)
+on conflict (id) do nothing;
+
+insert into public.organization_members (id, organization_id, user_id, role)
+values
+(
+    '21000000-0000-4000-8000-000000000001', '20000000-0000-4000-8000-000000000001',
+    'b0000000-0000-4000-8000-000000000001', 'owner'
+),
+(
+    '21000000-0000-4000-8000-000000000002', '20000000-0000-4000-8000-000000000001',
+    'c0000000-0000-4000-8000-000000000001', 'member'
+)
+on conflict (id) do nothing;
+
+insert into public.payments (
+    id, payer_id, payee_id, session_id, course_id, amount_minor, currency, status, provider,
+    provider_intent_id
+)
+values
+(
+    '22000000-0000-4000-8000-000000000001', 'c0000000-0000-4000-8000-000000000001',
+    'b0000000-0000-4000-8000-000000000001', null, 'd0000000-0000-4000-8000-000000000001',
+    4900, 'EUR', 'succeeded', 'stripe', 'pi_seed_sam_algebra'
+),
+(
+    '22000000-0000-4000-8000-000000000002', 'c0000000-0000-4000-8000-000000000002',
+    'b0000000-0000-4000-8000-000000000001', '10000000-0000-4000-8000-000000000002', null,
+    3500, 'EUR', 'succeeded', 'stripe', 'pi_seed_sue_session'
+)
+on conflict (id) do nothing;
+
+insert into public.refunds (id, payment_id, amount_minor, reason, status, provider_refund_id)
+values (
+    '23000000-0000-4000-8000-000000000001', '22000000-0000-4000-8000-000000000001', 900,
+    'Goodwill: the first lesson video was unavailable', 'succeeded', 're_seed_sam_algebra'
+)
+on conflict (id) do nothing;

@@ -71,9 +71,15 @@ class ClusterStatus:
 
 
 def _free_port(preferred: int | None) -> int:
+    """The preferred port when PostgreSQL could listen on it, else any free one.
+
+    The probe sets SO_REUSEADDR as PostgreSQL does: a port whose last connections linger in
+    TIME_WAIT (just after a stop) is free for the server, and only a listener makes it busy.
+    """
     candidates = [preferred] if preferred else []
     for port in [*candidates, 0]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
