@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from pysync_cli import context, output
+from pysync_cli.backup import backup_app
 from pysync_cli.db import db_app
 from pysync_cli.errors import debug_enabled, report
 from pysync_cli.options import DbUrl, Json
@@ -21,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.add_typer(rls_app, name="rls")
+app.add_typer(backup_app, name="backup")
 
 
 @app.command("up")

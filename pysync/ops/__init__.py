@@ -1,0 +1,1 @@
+"""Operations on a project's data: backups, restores, SQLite snapshots, legacy imports."""
