@@ -117,6 +117,16 @@ def privileges(url: str) -> list[tuple[str, ...]]:
     return [tuple(str(v) for v in row) for row in rows]
 
 
+def global_default_privileges(url: str) -> list[tuple[str, ...]]:
+    with connect(url) as conn:
+        rows = conn.execute(
+            "select defaclrole::regrole::text, defaclobjtype::text, (select string_agg("
+            "x::text, ',' order by x::text) from unnest(defaclacl) x) from pg_default_acl"
+            " where defaclnamespace = 0 order by 1, 2"
+        ).fetchall()
+    return [tuple(str(v) for v in row) for row in rows]
+
+
 def public_schema_acl(url: str) -> tuple[str, list[tuple[str, ...]]]:
     with connect(url) as conn:
         row = conn.execute(
@@ -161,6 +171,9 @@ def test_restore_keeps_grants_and_supabase_default_privileges(
     restore_backup(target, archive)
     assert privileges(target) == privileges(source)
     assert public_schema_acl(target) == public_schema_acl(untouched)
+    # e.g. the foundation's "revoke execute on functions from public" for future functions
+    assert global_default_privileges(source) != global_default_privileges(untouched)
+    assert global_default_privileges(target) == global_default_privileges(source)
 
 
 def test_rls_and_the_sign_up_trigger_work_after_restore(

@@ -109,6 +109,10 @@ class Manifest:
     #: Installed extensions ``(name, schema)``: a schema-filtered dump does not create them,
     #: yet our tables need them (e.g. btree_gist for an exclusion constraint).
     extensions: list[tuple[str, str]]
+    #: The dumping role's default privileges that are not tied to a schema, as
+    #: ``(role, object type, [aclitem, ...])``: a schema dump leaves them out, yet the
+    #: migrations that set them are recorded as applied.
+    global_defaults: list[tuple[str, str, list[str]]]
     #: The newest applied migration, so an operator can tell which schema a backup holds.
     last_migration: str | None
     format: int = MANIFEST_FORMAT
@@ -125,6 +129,7 @@ class Manifest:
             "triggers": [list(t) for t in self.triggers],
             "publications": [list(p) for p in self.publications],
             "extensions": [list(e) for e in self.extensions],
+            "global_defaults": [[r, k, list(a)] for r, k, a in self.global_defaults],
         }
 
     @classmethod
@@ -154,6 +159,9 @@ class Manifest:
                 triggers=[(str(s), str(t), str(n)) for s, t, n in data["triggers"]],
                 publications=[(str(p), str(s), str(t)) for p, s, t in data["publications"]],
                 extensions=[(str(n), str(s)) for n, s in data["extensions"]],
+                global_defaults=[
+                    (str(r), str(k), [str(i) for i in a]) for r, k, a in data["global_defaults"]
+                ],
                 last_migration=data.get("last_migration"),
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -292,6 +300,16 @@ def _extensions(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     return [(str(name), str(schema)) for name, schema in rows]
 
 
+def _global_defaults(conn: psycopg.Connection[Any]) -> list[tuple[str, str, list[str]]]:
+    rows = conn.execute(
+        "select d.defaclrole::regrole::text, d.defaclobjtype::text, d.defaclacl::text[]"
+        " from pg_catalog.pg_default_acl as d where d.defaclnamespace = 0"
+        " and d.defaclrole = (select oid from pg_catalog.pg_roles where rolname = current_user)"
+        " order by 1, 2"
+    ).fetchall()
+    return [(str(r), str(k), [str(i) for i in acl]) for r, k, acl in rows]
+
+
 def _unwanted_data(conn: psycopg.Connection[Any]) -> list[str]:
     """pg_dump patterns for every table in Supabase's schemas whose rows we do not keep
     (sessions, refresh tokens, realtime messages, ...)."""
@@ -343,6 +361,7 @@ def create_backup(url: str, out: Path, *, pg_bin: Path = PG_BIN) -> BackupResult
         triggers = _attached_triggers(conn)
         publications = _publications(conn)
         extensions = _extensions(conn)
+        global_defaults = _global_defaults(conn)
         last_migration = _last_migration(conn)
         args = ["--format=custom", f"--snapshot={snapshot}", f"--file={partial}"]
         args += [f"--schema={schema}" for schema in (*APP_SCHEMAS, *SUPABASE_SCHEMAS)]
@@ -363,6 +382,7 @@ def create_backup(url: str, out: Path, *, pg_bin: Path = PG_BIN) -> BackupResult
         triggers=triggers,
         publications=publications,
         extensions=extensions,
+        global_defaults=global_defaults,
         last_migration=last_migration,
     )
     written = manifest.write(out)
@@ -538,6 +558,67 @@ end
 $putback$;
 """
 
+# A global default ACL is the whole ACL new objects get, replacing the built-in default:
+# replay it as the revokes and grants that turn the built-in default into it.
+_GLOBAL_DEFAULTS = """
+do $globals$
+declare
+    entry record;
+    item record;
+    kind text;
+begin
+    for entry in
+        select e.role, e.objtype, e.acl
+        from pg_catalog.jsonb_to_recordset({}::jsonb) as e (role text, objtype text, acl text[])
+    loop
+        if not pg_catalog.pg_has_role(current_user, entry.role, 'USAGE') then
+            raise notice 'not restoring default privileges of role %: not a member', entry.role;
+            continue;
+        end if;
+        kind := case entry.objtype
+            when 'r' then 'tables' when 'S' then 'sequences' when 'f' then 'functions'
+            when 'T' then 'types' when 'n' then 'schemas'
+        end;
+        for item in
+            select d.grantee, d.privilege_type from pg_catalog.aclexplode(
+                pg_catalog.acldefault(entry.objtype::"char", entry.role::pg_catalog.regrole)
+            ) as d
+            except
+            select a.grantee, a.privilege_type
+            from pg_catalog.aclexplode(entry.acl::pg_catalog.aclitem[]) as a
+        loop
+            execute pg_catalog.format(
+                'alter default privileges for role %I revoke %s on %s from %s',
+                entry.role, item.privilege_type, kind,
+                case
+                    when item.grantee = 0 then 'public'
+                    else item.grantee::pg_catalog.regrole::text
+                end
+            );
+        end loop;
+        for item in
+            select a.grantee, a.privilege_type, a.is_grantable
+            from pg_catalog.aclexplode(entry.acl::pg_catalog.aclitem[]) as a
+            except
+            select d.grantee, d.privilege_type, d.is_grantable from pg_catalog.aclexplode(
+                pg_catalog.acldefault(entry.objtype::"char", entry.role::pg_catalog.regrole)
+            ) as d
+        loop
+            execute pg_catalog.format(
+                'alter default privileges for role %I grant %s on %s to %s %s',
+                entry.role, item.privilege_type, kind,
+                case
+                    when item.grantee = 0 then 'public'
+                    else item.grantee::pg_catalog.regrole::text
+                end,
+                case when item.is_grantable then 'with grant option' else '' end
+            );
+        end loop;
+    end loop;
+end
+$globals$;
+"""
+
 _DROP_POLICIES = """
 do $policies$
 declare
@@ -616,7 +697,17 @@ def _prelude(
 
 
 def _postlude(conn: psycopg.Connection[Any], manifest: Manifest) -> str:
-    parts: list[sql.Composable] = [sql.SQL("reset search_path;"), sql.SQL(_PUT_BACK_DEFAULTS)]
+    parts: list[sql.Composable] = [
+        sql.SQL("reset search_path;"),
+        sql.SQL(_PUT_BACK_DEFAULTS),
+        sql.SQL(_GLOBAL_DEFAULTS).format(
+            sql.Literal(
+                json.dumps(
+                    [{"role": r, "objtype": k, "acl": a} for r, k, a in manifest.global_defaults]
+                )
+            )
+        ),
+    ]
     existing = {
         str(r[0]) for r in conn.execute("select pubname from pg_catalog.pg_publication").fetchall()
     }
