@@ -12,7 +12,8 @@ from pysync_cli.options import DbUrl, Json
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from pysync.errors import ConfigError
-from pysync.ops.legacy import ImportReport, import_legacy
+from pysync.ops import legacy
+from pysync.ops.legacy import ImportReport
 from pysync.ops.legacy import Progress as ProgressCallback
 
 import_app = typer.Typer(help="Import data from other systems into this schema.")
@@ -20,25 +21,31 @@ import_app = typer.Typer(help="Import data from other systems into this schema."
 
 @contextmanager
 def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
-    """A rich bar per legacy table, fed by the library's progress callback."""
+    """A rich bar per legacy table, fed by the library's progress callback. Started on the
+    first report, so an early error prints its one line and nothing else."""
     if not enabled:
         yield None
         return
     tasks: dict[str, TaskID] = {}
-    with Progress(
+    bar = Progress(
         TextColumn("{task.description:<14}"),
         BarColumn(),
         MofNCompleteColumn(),
         console=output.err_console,
-        transient=False,
-    ) as bar:
+    )
 
-        def tick(table: str, done: int, total: int) -> None:
-            if table not in tasks:
-                tasks[table] = bar.add_task(table, total=total)
-            bar.update(tasks[table], completed=done)
+    def tick(table: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if table not in tasks:
+            tasks[table] = bar.add_task(table, total=total)
+        bar.update(tasks[table], completed=done)
 
+    try:
         yield tick
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def _render(report: ImportReport) -> None:
@@ -75,7 +82,7 @@ def _render(report: ImportReport) -> None:
 
 
 @import_app.command("legacy")
-def import_legacy_command(
+def import_legacy(
     source_url: Annotated[
         str,
         typer.Option(
@@ -98,7 +105,7 @@ def import_legacy_command(
         raise ConfigError("--from must be a postgresql:// URL")
     project = context.project(db_url)
     with _progress_bar(not as_json) as tick:
-        report = import_legacy(
+        report = legacy.import_legacy(
             source_url, project.url(), dry_run=dry_run, batch_size=batch_size, progress=tick
         )
     output.emit(as_json, report.as_dict(), lambda: _render(report))

@@ -279,3 +279,23 @@ def test_a_source_without_the_expected_columns_is_refused(
         import_legacy(legacy, target, dry_run=True)
     assert main(["import", "legacy", "--from", legacy, "--db-url", target, "--dry-run"]) == 1
     assert "lacks lessons.sort_order" in capsys.readouterr().err
+
+
+def test_messages_wait_for_their_tables_and_an_unreachable_source_is_one_line(
+    databases: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    legacy, target = databases
+    report = import_legacy(legacy, target, dry_run=True)
+    assert report.notes == [
+        "messages not imported: the target has no public.conversations and public.messages "
+        "yet (re-run the import once they exist)"
+    ]
+    with connect(target) as conn:
+        conn.execute("create table public.conversations (id uuid primary key)")
+        conn.execute("create table public.messages (id uuid primary key)")
+    report = import_legacy(legacy, target, dry_run=True)
+    assert "no mapping for them yet" in report.notes[0]
+    unreachable = "postgresql://postgres:postgres@127.0.0.1:1/legacy"
+    assert main(["import", "legacy", "--from", unreachable, "--db-url", target]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot reach the legacy database:") and err.count("\n") == 1

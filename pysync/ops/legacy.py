@@ -179,6 +179,8 @@ class Mapper:
     #: Extra target tables whose rows appear as a side effect, for reconciliation
     #: (e.g. profiles, made by the sign-up trigger from auth.users).
     side_effects: ClassVar[tuple[str, ...]] = ()
+    #: Whether a target without this mapper's tables is a note rather than an error.
+    optional: ClassVar[bool] = False
 
     def missing_target(self, conn: psycopg.Connection[Any]) -> str | None:
         """Why this mapper cannot run against the target, or None."""
@@ -539,6 +541,7 @@ class MessagesMapper(Mapper):
     columns = ("id", "from_user", "to_user", "body", "sent_at")
     targets = (Target("public.messages", ("id",)),)
     side_effects = ("public.conversations",)
+    optional = True
     parents: ClassVar[dict[str, str]] = {"from_user": "users", "to_user": "users"}
 
     def missing_target(self, conn: psycopg.Connection[Any]) -> str | None:
@@ -639,7 +642,7 @@ def _write_batch(
     try:
         with conn.transaction():
             return write(mapped), []
-    except psycopg.errors.IntegrityError:
+    except (psycopg.errors.IntegrityError, psycopg.errors.DataError):
         pass
     problems: list[Problem] = []
     changed = 0
@@ -648,7 +651,7 @@ def _write_batch(
             try:
                 with conn.transaction():
                     changed += write([(legacy_id, values)])
-            except psycopg.errors.IntegrityError as exc:
+            except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
                 first = str(exc).strip().splitlines()[0]
                 problems.append(
                     Problem(mapper.source, legacy_id, f"rejected by the target: {first}")
@@ -687,6 +690,68 @@ def _reconcile(
     return results
 
 
+def _orphan(mapper: Mapper, row: dict[str, Any], kept: dict[str, set[object]]) -> str | None:
+    """Why ``row`` cannot go in because of a parent, or None."""
+    for column, parent in mapper.parents.items():
+        value = row[column]
+        if value not in kept.get(parent, set()):
+            return f"{column} points at {parent}:{value}, which is not imported"
+    return None
+
+
+@dataclass
+class _Run:
+    """One import run's shared state: connections, options and what was kept so far."""
+
+    source: psycopg.Connection[Any]
+    target: psycopg.Connection[Any]
+    dry_run: bool
+    batch_size: int
+    tick: Progress
+    report: ImportReport
+    #: Legacy ids per legacy table that are (or, in a dry run, would be) in the target.
+    kept: dict[str, set[object]] = field(default_factory=dict)
+
+    def run(self, mapper: Mapper) -> None:
+        total = _count(self.source, mapper.source)
+        cross = _set_problems(self.source, mapper)
+        kept: set[object] = set()
+        skipped = 0
+        done = 0
+        self.tick(mapper.source, 0, total)
+        for rows in _source_rows(self.source, mapper, self.batch_size):
+            batch: list[tuple[object, list[tuple[Any, ...]]]] = []
+            for row in rows:
+                legacy_id = row["id"]
+                why = _orphan(mapper, row, self.kept) or cross.get(legacy_id)
+                values: list[tuple[Any, ...]] = []
+                if why:
+                    self.report.problems.append(Problem(mapper.source, legacy_id, why))
+                else:
+                    values, problems = mapper.map_row(row)
+                    self.report.problems += problems
+                if values:
+                    batch.append((legacy_id, values))
+                else:
+                    skipped += 1
+            rejected: set[object] = set()
+            if not self.dry_run and batch:
+                changed, problems = _write_batch(self.target, mapper, batch)
+                written = self.report.written
+                written[mapper.source] = written.get(mapper.source, 0) + changed
+                self.report.problems += problems
+                rejected = {p.legacy_id for p in problems}
+                skipped += len(rejected)
+            kept |= {legacy_id for legacy_id, _ in batch if legacy_id not in rejected}
+            done += len(rows)
+            self.tick(mapper.source, done, total)
+        self.kept[mapper.source] = kept
+        if not self.dry_run:
+            self.report.reconciliation += _reconcile(
+                self.target, mapper, total, sorted(kept, key=str), skipped
+            )
+
+
 def import_legacy(
     source_url: str,
     target_url: str,
@@ -701,11 +766,12 @@ def import_legacy(
         raise LegacyImportError("--batch-size must be at least 1")
     started = time.monotonic()
     report = ImportReport(dry_run=dry_run)
-    tick = progress or (lambda _table, _done, _total: None)
-    with (
-        psycopg.connect(source_url) as source,
-        psycopg.connect(target_url, autocommit=True) as target,
-    ):
+    try:
+        source = psycopg.connect(source_url)
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LegacyImportError(f"cannot reach the legacy database: {first}") from None
+    with source, psycopg.connect(target_url, autocommit=True) as target:
         source.read_only = True
         source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         runnable = []
@@ -713,54 +779,21 @@ def import_legacy(
             why = mapper.missing_target(target)
             if why is None:
                 runnable.append(mapper)
-            elif isinstance(mapper, MessagesMapper):
+            elif mapper.optional:
                 report.notes.append(why)
             else:
                 raise LegacyImportError(f"{why}: push the migrations to the target first")
         _check_source(source, runnable)
-        skipped_ids: dict[str, set[object]] = {}
+        run = _Run(
+            source,
+            target,
+            dry_run,
+            batch_size,
+            progress or (lambda _table, _done, _total: None),
+            report,
+        )
         for mapper in runnable:
-            total = _count(source, mapper.source)
-            cross = _set_problems(source, mapper)
-            skipped: set[object] = set()
-            imported: list[object] = []
-            done = 0
-            tick(mapper.source, 0, total)
-            for rows in _source_rows(source, mapper, batch_size):
-                batch: list[tuple[object, list[tuple[Any, ...]]]] = []
-                for row in rows:
-                    legacy_id = row["id"]
-                    orphan = next(
-                        (
-                            f"{column} points at {parent}:{row[column]}, which is not imported"
-                            for column, parent in mapper.parents.items()
-                            if row[column] in skipped_ids.get(parent, set())
-                        ),
-                        None,
-                    )
-                    if orphan or legacy_id in cross:
-                        report.problems.append(
-                            Problem(mapper.source, legacy_id, orphan or cross[legacy_id])
-                        )
-                        skipped.add(legacy_id)
-                        continue
-                    values, problems = mapper.map_row(row)
-                    report.problems += problems
-                    if not values:
-                        skipped.add(legacy_id)
-                        continue
-                    batch.append((legacy_id, values))
-                if not dry_run and batch:
-                    changed, rejected = _write_batch(target, mapper, batch)
-                    report.written[mapper.source] = report.written.get(mapper.source, 0) + changed
-                    report.problems += rejected
-                    skipped |= {p.legacy_id for p in rejected}
-                imported += [legacy_id for legacy_id, _ in batch if legacy_id not in skipped]
-                done += len(rows)
-                tick(mapper.source, done, total)
-            skipped_ids[mapper.source] = skipped
-            if not dry_run:
-                report.reconciliation += _reconcile(target, mapper, total, imported, len(skipped))
+            run.run(mapper)
         source.rollback()
     report.seconds = time.monotonic() - started
     return report
