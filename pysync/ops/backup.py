@@ -666,6 +666,11 @@ $verify$;
 """
 
 
+def _split(name: str) -> tuple[str, str]:
+    schema, _, table = name.partition(".")
+    return schema, table
+
+
 def _quoted(name: str) -> str:
     """``schema.table`` quoted so ``to_regclass`` reads it exactly."""
     schema, _, table = name.partition(".")
@@ -788,8 +793,7 @@ def restore_backup(url: str, archive: Path, *, pg_bin: Path = PG_BIN) -> Restore
                         f"restore rolled back, row counts differ from the manifest: {detail}"
                     ) from None
                 raise BackupError(f"restore rolled back, nothing changed: {message}") from None
-        tables = [tuple(name.split(".", 1)) for name in manifest.tables]
-        actual = table_counts(conn, [(s, t) for s, t in tables])
+        actual = table_counts(conn, [_split(name) for name in manifest.tables])
     checks = [TableCheck(name, manifest.tables[name], actual[name]) for name in manifest.tables]
     result = RestoreResult(archive, checks, time.monotonic() - started)
     if not result.ok:
