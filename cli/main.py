@@ -8,10 +8,12 @@ from typing import Annotated
 import typer
 
 from pysync_cli import context, output
+from pysync_cli.backup import backup_app
 from pysync_cli.bench import bench_app
 from pysync_cli.db import db_app
 from pysync_cli.errors import debug_enabled, report
 from pysync_cli.health import health
+from pysync_cli.legacy import import_app
 from pysync_cli.options import DbUrl, Json
 from pysync_cli.render import render_push, render_status, render_tables
 from pysync_cli.rls import rls_app
@@ -27,6 +29,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(rls_app, name="rls")
 app.add_typer(seed_app, name="seed")
 app.add_typer(bench_app, name="bench")
+app.add_typer(backup_app, name="backup")
+app.add_typer(import_app, name="import")
 
 
 @app.command("up")

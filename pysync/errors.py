@@ -8,12 +8,16 @@ tracebacks.
 from __future__ import annotations
 
 __all__ = [
+    "BackupError",
     "ConfigError",
+    "LegacyImportError",
     "LocalDatabaseError",
     "MigrationDriftError",
     "MigrationError",
     "MigrationFileError",
     "PysyncError",
+    "ReconciliationError",
+    "RestoreVerificationError",
 ]
 
 
@@ -57,3 +61,21 @@ class MigrationError(PysyncError):
 
 class MigrationDriftError(PysyncError):
     """Applied migrations no longer match their files, or the database has unknown versions."""
+
+
+class BackupError(PysyncError):
+    """A backup could not be written, read, or restored (tool failure, missing manifest,
+    an archive that does not match its manifest)."""
+
+
+class RestoreVerificationError(BackupError):
+    """A restore loaded, but its row counts disagree with the manifest; it was rolled back."""
+
+
+class LegacyImportError(PysyncError):
+    """The legacy source cannot be imported as it stands (missing tables or columns, values
+    that do not map); nothing was written when this is raised before the first batch."""
+
+
+class ReconciliationError(PysyncError):
+    """After an import, source and target disagree on row counts or id checksums."""

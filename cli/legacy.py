@@ -1,0 +1,113 @@
+"""``pysync import legacy``: move a legacy Node.js/PostgreSQL deployment's data in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from pysync_cli import context, output
+from pysync_cli.options import DbUrl, Json
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+from pysync.errors import ConfigError
+from pysync.ops import legacy
+from pysync.ops.legacy import ImportReport
+from pysync.ops.legacy import Progress as ProgressCallback
+
+import_app = typer.Typer(help="Import data from other systems into this schema.")
+
+
+@contextmanager
+def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
+    """A rich bar per legacy table, fed by the library's progress callback. Started on the
+    first report, so an early error prints its one line and nothing else."""
+    if not enabled:
+        yield None
+        return
+    tasks: dict[str, TaskID] = {}
+    bar = Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=output.err_console,
+    )
+
+    def tick(table: str, done: int, total: int) -> None:
+        if not tasks:
+            bar.start()
+        if table not in tasks:
+            tasks[table] = bar.add_task(table, total=total)
+        bar.update(tasks[table], completed=done)
+
+    try:
+        yield tick
+    finally:
+        if tasks:
+            bar.stop()
+
+
+def _render(report: ImportReport) -> None:
+    if report.problems:
+        output.table(
+            "Problems",
+            ["table", "legacy id", "action", "problem"],
+            [(p.table, p.legacy_id, p.action, p.message) for p in report.problems],
+        )
+    for note in report.notes:
+        output.say(f"note: {note}")
+    if report.dry_run:
+        skipped = sum(1 for p in report.problems if p.action == "skipped")
+        output.say(f"dry run: nothing written; {skipped} row(s) would be skipped")
+        return
+    output.table(
+        "Reconciliation",
+        ["source", "target", "source rows", "skipped", "target rows", "checksum"],
+        [
+            (
+                r.source_table,
+                r.target_table,
+                r.source_rows,
+                r.skipped,
+                r.target_rows if r.ok else f"[red]{r.target_rows}[/]",
+                "ok" if r.checksum_ok else "[red]MISMATCH[/]",
+            )
+            for r in report.reconciliation
+        ],
+    )
+    written = sum(report.written.values())
+    verdict = "reconciled" if report.ok else "[red]NOT reconciled[/]"
+    output.say(f"{written} row(s) written, {verdict} ({report.seconds:.1f}s)")
+
+
+@import_app.command("legacy")
+def import_legacy(
+    source_url: Annotated[
+        str,
+        typer.Option(
+            "--from", help="postgresql:// URL of the legacy database.", show_default=False
+        ),
+    ],
+    db_url: DbUrl = None,
+    as_json: Json = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Validate the source and the mapping; write nothing."),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Source rows per transaction.", min=1)
+    ] = 500,
+) -> None:
+    """Import users, courses, lessons, enrollments and appointments from the legacy
+    platform (idempotent), then reconcile row counts and id checksums."""
+    if not source_url.startswith(("postgres://", "postgresql://")):
+        raise ConfigError("--from must be a postgresql:// URL")
+    project = context.project(db_url)
+    with _progress_bar(not as_json) as tick:
+        report = legacy.import_legacy(
+            source_url, project.url(), dry_run=dry_run, batch_size=batch_size, progress=tick
+        )
+    output.emit(as_json, report.as_dict(), lambda: _render(report))
+    if not report.ok:
+        raise typer.Exit(1)
