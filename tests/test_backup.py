@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from pysync_cli.main import main
 
 from pysync.errors import BackupError, RestoreVerificationError
 from pysync.migrate import apply_seed, push
@@ -24,6 +23,7 @@ from pysync.ops.backup import (
 )
 from pysync.ops.sqlite_export import export_sqlite
 from pysync.rls import load_matrix, run_matrix
+from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect
 
 TUTOR = "b0000000-0000-4000-8000-000000000001"

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from pysync_cli.main import main
 
 from pysync.errors import LegacyImportError
 from pysync.migrate import apply_seed, push
 from pysync.ops.legacy import import_legacy, legacy_uuid
+from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy_schema.sql"
