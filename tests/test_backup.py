@@ -274,7 +274,7 @@ def test_sqlite_snapshot_matches_counts_and_values(
             str(r[0])
             for r in conn.execute(
                 "select relname from pg_class where relnamespace = 'public'::regnamespace"
-                " and relkind = 'r'"
+                " and relkind in ('r', 'p') and not relispartition"
             ).fetchall()
         ]
         counts = {}

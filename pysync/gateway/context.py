@@ -66,9 +66,12 @@ class Method(StrEnum):
     """The HTTP method PostgREST would see, which is also ``request.method``."""
 
     GET = "GET"
+    HEAD = "HEAD"
     POST = "POST"
+    PUT = "PUT"
     PATCH = "PATCH"
     DELETE = "DELETE"
+    OPTIONS = "OPTIONS"
 
 
 @dataclass(frozen=True)

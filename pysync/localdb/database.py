@@ -72,10 +72,19 @@ class LocalDatabase:
 
     def start(self) -> ClusterStatus:
         """Start the cluster and make sure roles, template and main database are ready."""
+        status = self._start_cluster()
+        self._ensure_main_database()
+        return status
+
+    def _start_cluster(self) -> ClusterStatus:
+        """The cluster running, with current roles and an up-to-date template."""
         status = self.cluster.start()
         with self.admin_connect() as conn:
             emulation.apply_roles(conn, LOCAL_PASSWORD)
             self._ensure_template(conn)
+        return status
+
+    def _ensure_main_database(self) -> None:
         with self.admin_connect(MAIN_DATABASE) as conn:
             fresh = emulation.installed_version(conn) is None
             emulation.apply_database_emulation(conn)
@@ -84,7 +93,6 @@ class LocalDatabase:
         if fresh:
             with self.admin_connect() as conn:
                 emulation.configure_database(conn, MAIN_DATABASE, self.jwt_secret)
-        return status
 
     def stop(self) -> bool:
         return self.cluster.stop()
@@ -144,6 +152,10 @@ class LocalDatabase:
             )
 
     def reset(self) -> str:
-        """Recreate the main database as a fresh project (emulation only); returns its URL."""
-        self.start()
+        """Recreate the main database as a fresh project (emulation only); returns its URL.
+
+        The old main database is not inspected: it may carry an outdated emulation, which is
+        exactly what a reset is for.
+        """
+        self._start_cluster()
         return self.create_database(MAIN_DATABASE, replace=True)

@@ -481,6 +481,12 @@ begin
         where d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
             and d.refobjid = 'public'::pg_catalog.regnamespace
             and d.deptype = 'n'
+            -- Owned objects (serial and identity sequences) go with their owner.
+            and not exists (
+                select from pg_catalog.pg_depend as owner
+                where owner.classid = d.classid and owner.objid = d.objid
+                    and owner.deptype in ('a', 'i') and owner.refobjid <> owner.objid
+            )
         limit 1;
         exit when not found;
         execute pg_catalog.format(
