@@ -1,6 +1,6 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo  — set up, start the embedded database, push migrations and policies, seed, show status
-#   make test  — the same set-up plus pgTAP, then every check and test
+#   make test  — the same set-up plus pgTAP and Deno, then every check and test
 .PHONY: demo test bootstrap lint clean
 
 VENV := .venv
@@ -10,11 +10,12 @@ demo: bootstrap
 	$(BIN)/pysync up
 
 test:
-	./scripts/bootstrap.sh --pgtap
+	./scripts/bootstrap.sh --pgtap --deno
 	$(BIN)/ruff check pysync cli tests scripts
 	$(BIN)/ruff format --check pysync cli tests scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+	./scripts/deno.sh
 
 bootstrap:
 	./scripts/bootstrap.sh

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by `make demo` and `make test`: a project virtualenv with the
-# project installed (re-installed only when pyproject.toml changes) and, with --pgtap,
-# pgTAP and pg_prove from Debian's packages.
+# project installed (re-installed only when pyproject.toml changes); with --pgtap, pgTAP and
+# pg_prove from Debian's packages; with --deno, Deno from the npm registry into .tools/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +36,17 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$STAMP"
 fi
 
-if [ "${1:-}" = "--pgtap" ]; then
+want_pgtap=no
+want_deno=no
+for flag in "$@"; do
+    case "$flag" in
+        --pgtap) want_pgtap=yes ;;
+        --deno) want_deno=yes ;;
+        *) echo "bootstrap: unknown option $flag" >&2; exit 2 ;;
+    esac
+done
+
+if [ "$want_pgtap" = yes ]; then
     pg_share=$(/usr/lib/postgresql/15/bin/pg_config --sharedir 2>/dev/null || echo /usr/share/postgresql/15)
     if [ ! -f "$pg_share/extension/pgtap.control" ] || ! command -v pg_prove >/dev/null; then
         if [ "$(id -u)" -ne 0 ]; then
@@ -48,4 +58,19 @@ if [ "${1:-}" = "--pgtap" ]; then
         apt-get update -qq
         apt-get install -y -qq postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl >/dev/null
     fi
+fi
+
+# Deno for the edge functions, pinned, from the npm registry (the official `deno` package
+# ships the binary); kept out of the project root so Deno does not mistake the project for
+# a Node package.
+DENO_VERSION=2.9.6
+if [ "$want_deno" = yes ] && [ "$(.tools/node_modules/.bin/deno --version 2>/dev/null | head -n 1 | cut -d' ' -f2)" != "$DENO_VERSION" ]; then
+    if ! command -v npm >/dev/null; then
+        echo "bootstrap: npm is missing; install Node.js (apt-get install nodejs npm) to get Deno" >&2
+        exit 1
+    fi
+    echo "bootstrap: installing Deno $DENO_VERSION (npm)"
+    mkdir -p .tools
+    npm install --prefix .tools --no-audit --no-fund --silent "deno@$DENO_VERSION" >/dev/null 2>&1 \
+        || { echo "bootstrap: npm install deno@$DENO_VERSION failed" >&2; exit 1; }
 fi
