@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import psycopg
 from psycopg import errors
+from psycopg.pq import TransactionStatus
 
 from pysync.errors import ErasureRefusedError, UnknownUserError
 from pysync.rls.request import impersonate
@@ -65,7 +66,8 @@ def delete_user(conn: psycopg.Connection[Any], user: str) -> dict[str, Any]:
         with conn.transaction():
             impersonate(conn, "service_role", None, method="POST", path="/rpc/delete_user")
             row = conn.execute("select public.delete_user(%s)", (user_id,)).fetchone()
-        if not conn.autocommit:  # a released savepoint keeps its settings: undo them
+        if conn.info.transaction_status != TransactionStatus.IDLE:
+            # Inside the caller's transaction the released savepoint keeps its settings.
             conn.execute("reset role")
             conn.execute("select set_config('request.jwt.claims', '', true)")
     except errors.ObjectNotInPrerequisiteState as exc:
