@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BackupError",
     "ConfigError",
+    "ErasureRefusedError",
     "LegacyImportError",
     "LocalDatabaseError",
     "MigrationDriftError",
@@ -18,6 +19,7 @@ __all__ = [
     "PysyncError",
     "ReconciliationError",
     "RestoreVerificationError",
+    "UnknownUserError",
 ]
 
 
@@ -79,3 +81,12 @@ class LegacyImportError(PysyncError):
 
 class ReconciliationError(PysyncError):
     """After an import, source and target disagree on row counts or id checksums."""
+
+
+class UnknownUserError(PysyncError):
+    """No account has the given e-mail address or id."""
+
+
+class ErasureRefusedError(PysyncError):
+    """``delete_user`` refused and changed nothing: the user is an organization's last owner,
+    or teaches courses other people take. The message says what to do first."""

@@ -171,7 +171,7 @@ select policies_are('public', 'support_queries', array[
 select ok((select relrowsecurity from pg_class where oid = 'public.support_replies'::regclass), 'support_replies has row level security');
 select col_not_null('public', 'support_replies', 'id', 'support_replies.id is not null');
 select col_not_null('public', 'support_replies', 'query_id', 'support_replies.query_id is not null');
-select col_not_null('public', 'support_replies', 'author_id', 'support_replies.author_id is not null');
+select col_is_null('public', 'support_replies', 'author_id', 'support_replies.author_id is nullable (erased authors)');
 select col_not_null('public', 'support_replies', 'body', 'support_replies.body is not null');
 select col_not_null('public', 'support_replies', 'created_at', 'support_replies.created_at is not null');
 select col_not_null('public', 'support_replies', 'updated_at', 'support_replies.updated_at is not null');

@@ -30,7 +30,7 @@ select col_is_null('public', 'conversations', 'course_id', 'conversations.course
 select col_not_null('public', 'conversation_participants', 'conversation_id', 'participants name a conversation');
 select col_not_null('public', 'conversation_participants', 'user_id', 'participants name a user');
 select col_not_null('public', 'messages', 'conversation_id', 'messages.conversation_id is not null');
-select col_not_null('public', 'messages', 'sender_id', 'messages.sender_id is not null');
+select col_is_null('public', 'messages', 'sender_id', 'messages.sender_id is nullable (tombstones of erased users)');
 select col_not_null('public', 'messages', 'body', 'messages.body is not null');
 select col_not_null('public', 'messages', 'sync_xid', 'messages.sync_xid is not null');
 select col_not_null('public', 'notifications', 'recipient_id', 'notifications.recipient_id is not null');
