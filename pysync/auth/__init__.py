@@ -21,6 +21,7 @@ from pysync.auth.users import (
     find_user,
     get_user,
     list_users,
+    mint_user_token,
     open_session,
 )
 
@@ -45,5 +46,6 @@ __all__ = [
     "list_users",
     "mint_access_token",
     "mint_api_key",
+    "mint_user_token",
     "open_session",
 ]

@@ -48,6 +48,7 @@ __all__ = [
     "find_user",
     "get_user",
     "list_users",
+    "mint_user_token",
     "open_session",
 ]
 
@@ -319,3 +320,19 @@ def open_session(
         expires_at=issued_at + expires_in,
         user_id=current.id,
     )
+
+
+def mint_user_token(
+    conn: Conn,
+    email: str,
+    jwt_secret: str,
+    *,
+    issuer: str = LOCAL_AUTH_ISSUER,
+    expires_in: int = 3600,
+    now: int | None = None,
+) -> tuple[UserRecord, AuthSession]:
+    """An access token for the user signing in with ``email``, as a password sign-in would
+    give them (``user_not_found`` for an unknown email)."""
+    user = find_user(conn, email)
+    session = open_session(conn, user.id, jwt_secret, issuer=issuer, expires_in=expires_in, now=now)
+    return user, session
