@@ -31,6 +31,13 @@ def local_project(db_url: str | None, command: str) -> Project:
     return chosen
 
 
+def is_remote(chosen: Project) -> bool:
+    """Whether the target is another machine's database (not the embedded one, nor a local
+    ``supabase start`` stack or test cluster on this machine)."""
+    host = urlsplit(chosen.db_url).hostname if chosen.db_url else None
+    return host is not None and host not in _LOOPBACK
+
+
 @dataclass(frozen=True)
 class Signing:
     """How tokens for the target are signed: the secret and the ``iss`` claims to use."""
@@ -46,8 +53,7 @@ def signing(chosen: Project) -> Signing:
     """The target's signing settings; a remote target needs its own ``SUPABASE_JWT_SECRET``
     (the local stack's well-known secret would sign tokens it rejects, or should)."""
     settings = chosen.settings
-    host = urlsplit(chosen.db_url).hostname if chosen.db_url else None
-    remote = host is not None and host not in _LOOPBACK
+    remote = is_remote(chosen)
     if remote and settings.jwt_secret == LOCAL_JWT_SECRET:
         raise ConfigError(
             "the target is remote but SUPABASE_JWT_SECRET is the local default: set it to the"
