@@ -533,7 +533,7 @@ class _Builder:
                         "title": f"{'Homework' if k == 0 else 'Project'} {k + 1}: "
                         + self.fake.sentence(nb_words=3).rstrip("."),
                         "instructions": self.fake.paragraph(nb_sentences=4),
-                        "rubric": Jsonb({"accuracy": 60, "working shown": 25, "presentation": 15}),
+                        "rubric": {"accuracy": 60, "working shown": 25, "presentation": 15},
                         "max_points": points,
                         "due_at": due,
                         "created_at": due - timedelta(days=21),
@@ -646,6 +646,7 @@ class _Builder:
                         "user_id": user,
                         "role": "member",
                         "joined_at": conversation["created_at"],
+                        "created_at": conversation["created_at"],
                     },
                 )
             self._messages(conversation, [(student, "student"), (tutor, "tutor")])
@@ -687,7 +688,7 @@ class _Builder:
                     "type": "announcement",
                     "title": "New: class chats for every course",
                     "body": "Ask questions and share notes with your classmates and tutor.",
-                    "data": Jsonb({}),
+                    "data": {},
                     "read_at": sent + timedelta(hours=3) if self.rng.random() < 0.6 else None,
                     "created_at": sent,
                 },
@@ -702,6 +703,7 @@ class _Builder:
                         "recipient_id": user.id,
                         "sent_at": sent + timedelta(seconds=5),
                         "clicked_at": notification["read_at"],
+                        "created_at": sent + timedelta(seconds=5),
                     },
                 )
         for session in self.world.tables.get("public.tutoring_sessions", []):
@@ -714,13 +716,11 @@ class _Builder:
                         "type": "session_confirmed",
                         "title": "Session confirmed",
                         "body": "Your tutor confirmed your session.",
-                        "data": Jsonb(
-                            {
-                                "session_id": str(session["id"]),
-                                "starts_at": session["starts_at"].isoformat(),
-                                "tutor_id": str(session["tutor_id"]),
-                            }
-                        ),
+                        "data": {
+                            "session_id": str(session["id"]),
+                            "starts_at": session["starts_at"].isoformat(),
+                            "tutor_id": str(session["tutor_id"]),
+                        },
                         "read_at": None,
                         "created_at": session["created_at"] + timedelta(hours=4),
                     },
@@ -901,7 +901,9 @@ def _password_hash(conn: psycopg.Connection[Any], seed: int) -> str:
 
 
 def _insert(conn: psycopg.Connection[Any], table: str, row: Row) -> int:
-    values = {k: v for k, v in row.items() if not k.startswith("_")}
+    values = {
+        k: Jsonb(v) if isinstance(v, dict) else v for k, v in row.items() if not k.startswith("_")
+    }
     schema, name = table.split(".")
     query = sql.SQL("insert into {} ({}) values ({}) on conflict do nothing").format(
         sql.Identifier(schema, name),
