@@ -12,10 +12,7 @@ from pysync.errors import PysyncError
 from pysync_cli import context, output
 from pysync_cli.options import DbUrl, Json, Yes
 
-users_app = typer.Typer(
-    help="Users as GoTrue creates them (auth.users + identity; the sign-up trigger adds the"
-    " profile)."
-)
+users_app = typer.Typer(help="Create, list and delete users as GoTrue's admin API would.")
 
 
 class AppRole(StrEnum):
