@@ -1,5 +1,6 @@
 # The two commands a newcomer needs (see README.md):
-#   make demo  — set up, start the embedded database, push migrations and policies, seed, show status
+#   make demo  — set up, start the embedded database, push migrations and policies, seed
+#                (supabase/seed.sql, then the development world), print who to log in as
 #   make test  — the same set-up plus pgTAP and Deno, then every check and test
 .PHONY: demo test bootstrap lint clean
 
@@ -8,6 +9,7 @@ BIN := $(VENV)/bin
 
 demo: bootstrap
 	$(BIN)/pysync up
+	$(BIN)/pysync seed dev
 
 test:
 	./scripts/bootstrap.sh --pgtap --deno

@@ -19,6 +19,8 @@ from pysync_cli.options import DbUrl, Json
 from pysync_cli.render import render_push, render_status, render_tables
 from pysync_cli.rls import rls_app
 from pysync_cli.seed import seed_app
+from pysync_cli.tokens import jwt_app
+from pysync_cli.users import users_app
 
 app = typer.Typer(
     name="pysync",
@@ -29,6 +31,8 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(rls_app, name="rls")
 app.add_typer(seed_app, name="seed")
+app.add_typer(users_app, name="users")
+app.add_typer(jwt_app, name="jwt")
 app.add_typer(bench_app, name="bench")
 app.add_typer(backup_app, name="backup")
 app.add_typer(import_app, name="import")

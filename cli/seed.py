@@ -7,13 +7,57 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pysync.seed import PerfPlan, seed_perf
+from pysync.errors import PysyncError
+from pysync.seed import DevPlan, DevReport, PerfPlan, seed_dev, seed_perf
 from pysync_cli import context, output
 from pysync_cli.options import DbUrl, Json
 
 seed_app = typer.Typer(
     help="Load seed worlds: a small realistic one, or a large one for benchmarks."
 )
+
+
+def render_dev(report: DevReport) -> None:
+    if report.rows:
+        output.table(
+            "Development world",
+            ["table", "rows added"],
+            [(table, rows) for table, rows in report.inserted.items()],
+        )
+    else:
+        output.say("the development world is already there: nothing to add")
+    output.table(
+        f"Log in as (every password: {report.password})",
+        ["role", "email", "name"],
+        [(u.role, u.email, u.name) for u in report.logins()],
+    )
+    output.say(f"{len(report.users)} users in all: `pysync users list`")
+
+
+@seed_app.command("dev")
+def seed_dev_command(
+    seed: Annotated[int, typer.Option("--seed", help="Faker and random seed.")] = DevPlan.seed,
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote",
+            help="Allow a remote --db-url target (its seeded users share a published password).",
+        ),
+    ] = False,
+    db_url: DbUrl = None,
+    as_json: Json = False,
+) -> None:
+    """Load a small realistic world (users of each role, courses, sessions, chats, payments…):
+    deterministic, and re-runnable without duplicates."""
+    project = context.project(db_url)
+    if context.is_remote(project) and not remote:
+        raise PysyncError(
+            "seed dev creates users whose password is published: pass --remote to seed a"
+            " remote database anyway"
+        )
+    with project.connect() as conn:
+        report = seed_dev(conn, DevPlan(seed=seed))
+    output.emit(as_json, report.as_dict(), lambda: render_dev(report))
 
 
 @seed_app.command("perf")

@@ -1,7 +1,7 @@
 """Who is calling: local users and tokens as GoTrue makes them, and production sessions."""
 
 from pysync.auth.errors import AuthError
-from pysync.auth.local import GOTRUE_BCRYPT_COST, INSTANCE_ID, LocalAuth, LocalUser
+from pysync.auth.local import LocalAuth
 from pysync.auth.session import AuthSession, Clock, SupabaseSession
 from pysync.auth.tokens import (
     DEMO_KEY_EXPIRY,
@@ -10,8 +10,23 @@ from pysync.auth.tokens import (
     mint_access_token,
     mint_api_key,
 )
+from pysync.auth.users import (
+    APP_ROLES,
+    GOTRUE_BCRYPT_COST,
+    INSTANCE_ID,
+    LocalUser,
+    UserRecord,
+    create_user,
+    delete_user,
+    find_user,
+    get_user,
+    list_users,
+    mint_user_token,
+    open_session,
+)
 
 __all__ = [
+    "APP_ROLES",
     "DEMO_KEY_EXPIRY",
     "DEMO_KEY_ISSUER",
     "GOTRUE_BCRYPT_COST",
@@ -23,6 +38,14 @@ __all__ = [
     "LocalAuth",
     "LocalUser",
     "SupabaseSession",
+    "UserRecord",
+    "create_user",
+    "delete_user",
+    "find_user",
+    "get_user",
+    "list_users",
     "mint_access_token",
     "mint_api_key",
+    "mint_user_token",
+    "open_session",
 ]

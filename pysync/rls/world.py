@@ -1,13 +1,13 @@
 """Build the matrix's fixture world inside the caller's (rolled-back) transaction.
 
-Users are created as GoTrue creates them, so the project's own sign-up trigger gives them
-profiles; rows are inserted as the connecting role (the platform), in file order. Ids are
-fresh for every run, so the world never collides with real data in a target database.
+Users are created as GoTrue creates them (:func:`pysync.auth.users.create_user`), so the
+project's own sign-up trigger gives them profiles; rows are inserted as the connecting role
+(the platform), in file order. Ids are fresh for every run, so the world never collides with
+real data in a target database.
 """
 
 from __future__ import annotations
 
-import json
 import string
 import uuid
 from dataclasses import dataclass
@@ -17,6 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from pysync.auth.users import create_user
 from pysync.rls.matrix import Matrix, MatrixError, Value, qualified
 
 __all__ = ["World", "build_world", "table_identifier"]
@@ -74,24 +75,14 @@ def insert_row(
 
 
 def _create_user(conn: psycopg.Connection[Any], user_id: uuid.UUID, name: str, role: str) -> None:
-    email = f"rls-{name.replace('_', '-')}-{user_id.hex[:8]}@matrix.invalid"
-    conn.execute(
-        "insert into auth.users (instance_id, id, aud, role, email, encrypted_password,"
-        " email_confirmed_at, raw_app_meta_data, raw_user_meta_data, created_at, updated_at,"
-        " confirmation_token, recovery_token, email_change_token_new, email_change)"
-        " values ('00000000-0000-0000-0000-000000000000', %s, 'authenticated',"
-        " 'authenticated', %s, '', now(), %s, %s, now(), now(), '', '', '', '')",
-        (
-            user_id,
-            email,
-            json.dumps({"provider": "email", "providers": ["email"], "app_role": role}),
-            json.dumps({"display_name": name.replace("_", " ").title()}),
-        ),
-    )
-    conn.execute(
-        "insert into auth.identities (provider_id, user_id, identity_data, provider,"
-        " created_at, updated_at) values (%s, %s, %s, 'email', now(), now())",
-        (str(user_id), user_id, json.dumps({"sub": str(user_id), "email": email})),
+    # Nobody signs in with these users' passwords: the cheapest bcrypt cost keeps the run fast.
+    create_user(
+        conn,
+        f"rls-{name.replace('_', '-')}-{user_id.hex[:8]}@matrix.invalid",
+        user_id=user_id,
+        app_metadata={"app_role": role},
+        user_metadata={"display_name": name.replace("_", " ").title()},
+        bcrypt_cost=4,
     )
 
 
