@@ -55,8 +55,6 @@ def _render(report: ImportReport) -> None:
             ["table", "legacy id", "action", "problem"],
             [(p.table, p.legacy_id, p.action, p.message) for p in report.problems],
         )
-    for note in report.notes:
-        output.say(f"note: {note}")
     if report.dry_run:
         skipped = sum(1 for p in report.problems if p.action == "skipped")
         output.say(f"dry run: nothing written; {skipped} row(s) would be skipped")
@@ -68,7 +66,7 @@ def _render(report: ImportReport) -> None:
             (
                 r.source_table,
                 r.target_table,
-                r.source_rows,
+                r.source_rows if r.unit == "rows" else f"{r.source_rows} {r.unit}",
                 r.skipped,
                 r.target_rows if r.ok else f"[red]{r.target_rows}[/]",
                 "ok" if r.checksum_ok else "[red]MISMATCH[/]",
@@ -99,8 +97,8 @@ def import_legacy(
         int, typer.Option("--batch-size", help="Source rows per transaction.", min=1)
     ] = 500,
 ) -> None:
-    """Import users, courses, lessons, enrollments and appointments from the legacy
-    platform (idempotent), then reconcile row counts and id checksums."""
+    """Import users, courses, lessons, enrollments, appointments and messages from the
+    legacy platform (idempotent), then reconcile row counts and id checksums."""
     if not source_url.startswith(("postgres://", "postgresql://")):
         raise ConfigError("--from must be a postgresql:// URL")
     project = context.project(db_url)

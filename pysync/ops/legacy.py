@@ -3,8 +3,9 @@
 Each legacy table is handled by a small :class:`Mapper`: which source columns it reads, which
 target tables it writes, how one row maps, and which cross-row problems it looks for in SQL
 (duplicates, overlapping sessions). :data:`MAPPERS` runs them in dependency order, so adding a
-table (e.g. messages, once ``public.conversations`` and ``public.messages`` exist) is adding a
-mapper. The column mapping is documented in ``docs/legacy-import.md``.
+table is adding a mapper; one that derives rows (messages → a conversation per pair of users)
+also overrides how it writes and reconciles. The column mapping is documented in
+``docs/legacy-import.md``.
 
 Guarantees:
 
@@ -19,6 +20,9 @@ Guarantees:
   imported with the value dropped, when the rest is sound) and listed.
 * **Reconciled.** Afterwards, per target table: the source rows, the rows skipped, the
   target rows carrying a mapped id, and whether the md5 of the sorted mapped ids agrees.
+  Derived tables (conversations, participants) reconcile against their own expected keys.
+* **Quiet.** Messages are written without their triggers, so imported history sends no
+  notifications, broadcasts or sync nudges (:class:`MessagesMapper`).
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ __all__ = [
     "Mapper",
     "Problem",
     "Reconciliation",
+    "direct_key",
     "import_legacy",
     "legacy_uuid",
 ]
@@ -90,6 +95,11 @@ class Reconciliation:
     skipped: int
     target_rows: int
     checksum_ok: bool
+    #: What ``source_rows`` counts: ``rows`` of the source table, or, for a target table
+    #: derived from many source rows (a conversation per pair of users), what it is derived
+    #: from (``user pairs``). ``ok`` means the same either way: every expected target row is
+    #: there, and nothing else carries an expected key.
+    unit: str = "rows"
 
     @property
     def ok(self) -> bool:
@@ -103,6 +113,7 @@ class Reconciliation:
             "skipped": self.skipped,
             "target_rows": self.target_rows,
             "checksum_ok": self.checksum_ok,
+            "unit": self.unit,
             "ok": self.ok,
         }
 
@@ -112,8 +123,6 @@ class ImportReport:
     dry_run: bool
     problems: list[Problem] = field(default_factory=list)
     reconciliation: list[Reconciliation] = field(default_factory=list)
-    #: Tables not imported and why (e.g. the target lacks their tables).
-    notes: list[str] = field(default_factory=list)
     #: Rows inserted or changed per target table in this run (0 on a repeated run).
     written: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
@@ -129,7 +138,6 @@ class ImportReport:
             "seconds": round(self.seconds, 3),
             "written": self.written,
             "problems": [p.as_dict() for p in self.problems],
-            "notes": self.notes,
             "reconciliation": [r.as_dict() for r in self.reconciliation],
         }
 
@@ -168,7 +176,8 @@ class Target:
 
 class Mapper:
     """How one legacy table becomes rows of the target. Subclasses fill in the class data
-    and :meth:`map_row`; :meth:`row_problems` is optional."""
+    and :meth:`map_row`; :meth:`set_problems`, :meth:`write` and :meth:`reconcile` have
+    defaults that suit a table mapped row for row."""
 
     source: ClassVar[str]
     columns: ClassVar[tuple[str, ...]]
@@ -179,8 +188,6 @@ class Mapper:
     #: Extra target tables whose rows appear as a side effect, for reconciliation
     #: (e.g. profiles, made by the sign-up trigger from auth.users).
     side_effects: ClassVar[tuple[str, ...]] = ()
-    #: Whether a target without this mapper's tables is a note rather than an error.
-    optional: ClassVar[bool] = False
 
     def missing_target(self, conn: psycopg.Connection[Any]) -> str | None:
         """Why this mapper cannot run against the target, or None."""
@@ -203,6 +210,37 @@ class Mapper:
         """The mapped id in each target (and side-effect) table of one legacy row."""
         own = legacy_uuid(self.source, legacy_id)
         return [own for _ in (*self.targets, *self.side_effects)]
+
+    def write(self, conn: psycopg.Connection[Any], rows: Sequence[list[tuple[Any, ...]]]) -> int:
+        """Write mapped rows (one :meth:`map_row` result each) inside the caller's transaction
+        or savepoint; return how many target rows were inserted or changed. A constraint error
+        propagates: the caller then retries row by row."""
+        changed = 0
+        with conn.cursor() as cursor:
+            for i, target in enumerate(self.targets):
+                cursor.executemany(target.insert(), [values[i] for values in rows])
+                changed += max(cursor.rowcount, 0)
+        return changed
+
+    def reconcile(
+        self,
+        source: psycopg.Connection[Any],
+        target: psycopg.Connection[Any],
+        source_rows: int,
+        kept: list[object],
+        skipped: int,
+    ) -> list[Reconciliation]:
+        """One line per target (and side-effect) table: the kept rows' mapped ids against
+        the ids found there."""
+        tables = [*(t.table for t in self.targets), *self.side_effects]
+        per_table: list[list[str]] = [[] for _ in tables]
+        for legacy_id in kept:
+            for i, mapped in enumerate(self.target_ids(legacy_id)):
+                per_table[i].append(str(mapped))
+        return [
+            _reconcile_ids(target, self.source, table, ids, source_rows, skipped)
+            for table, ids in zip(tables, per_table, strict=True)
+        ]
 
 
 def _skip(
@@ -532,28 +570,253 @@ class AppointmentsMapper(Mapper):
         ], problems
 
 
+def direct_key(a: uuid.UUID, b: uuid.UUID) -> str:
+    """``public.conversations.direct_key`` of two users: ``<smaller id>:<larger id>``, as
+    ``start_direct_conversation()`` writes it (uuids compare alike in Python and Postgres)."""
+    low, high = sorted((a, b))
+    return f"{low}:{high}"
+
+
 class MessagesMapper(Mapper):
-    """messages → conversations/messages: only once the target has those tables (they are
-    being added by the messaging work). Until its mapping is written against their final
-    columns, the mapper reports why it did not run instead of guessing."""
+    """messages → one direct conversation per unordered pair of users, its two participants,
+    and the message.
+
+    The batches run with ``session_replication_role = replica`` (transaction-local), so the
+    message triggers do not fire: years of history must not notify anyone, broadcast on
+    conversation topics or nudge devices to sync. Replica mode skips *every* ordinary trigger
+    and the foreign-key checks, so :meth:`write` does itself what those would have done and
+    the import needs: ``last_message_at`` (and ``created_at``/``created_by``) of the
+    conversation, the bookkeeping of ``stamp_synced_row`` on updates, two participants per
+    direct conversation, and the profile foreign keys (checked and key-share locked up
+    front; a missing one is raised as a foreign-key violation, so the batch is retried row by
+    row and only the rows concerned are rejected).
+
+    Conversations are derived (many messages, one conversation), so they reconcile by their
+    own expected keys, not one-to-one with source rows (:meth:`reconcile`).
+    """
 
     source = "messages"
     columns = ("id", "from_user", "to_user", "body", "sent_at")
-    targets = (Target("public.messages", ("id",)),)
-    side_effects = ("public.conversations",)
-    optional = True
+    targets = (
+        Target(
+            "public.conversations",
+            ("id", "kind", "created_by", "direct_key", "last_message_at", "created_at"),
+        ),
+        Target(
+            "public.conversation_participants",
+            ("id", "conversation_id", "user_id", "role", "joined_at", "created_at"),
+        ),
+        Target("public.messages", ("id", "conversation_id", "sender_id", "body", "created_at")),
+    )
     parents: ClassVar[dict[str, str]] = {"from_user": "users", "to_user": "users"}
+    #: ``messages.body`` check: ``char_length(body) <= 4000``.
+    MAX_BODY = 4000
 
-    def missing_target(self, conn: psycopg.Connection[Any]) -> str | None:
-        if super().missing_target(conn):
-            return (
-                "messages not imported: the target has no public.conversations and "
-                "public.messages yet (re-run the import once they exist)"
+    # The pair's conversation: created by its first message, last_message_at its latest.
+    # least/greatest make batches in any order, re-runs, and a conversation the pair already
+    # started in the new system converge on the same row; the where clause keeps a re-run
+    # from writing. Updates stamp version/updated_at/sync_xid as stamp_synced_row would.
+    _CONVERSATION: ClassVar[LiteralString] = (
+        "insert into public.conversations as c"
+        " (id, kind, created_by, direct_key, last_message_at, created_at)"
+        " values (%s, 'direct', %s, %s, %s, %s)"
+        " on conflict (direct_key) do update set"
+        " created_by = case when excluded.created_at < c.created_at"
+        " then excluded.created_by else c.created_by end,"
+        " created_at = least(c.created_at, excluded.created_at),"
+        " last_message_at = greatest(c.last_message_at, excluded.last_message_at),"
+        " version = c.version + 1, updated_at = now(), sync_xid = pg_current_xact_id()"
+        " where excluded.created_at < c.created_at"
+        " or c.last_message_at is null or excluded.last_message_at > c.last_message_at"
+    )
+    # Both members, once: the conversation may be one the pair opened in the new system
+    # (another id), hence the lookup by direct_key and the conflict on (conversation, user).
+    _PARTICIPANT: ClassVar[LiteralString] = (
+        "insert into public.conversation_participants"
+        " (id, conversation_id, user_id, role, joined_at, created_at)"
+        " select %s, c.id, %s, 'member', c.created_at, c.created_at"
+        " from public.conversations as c where c.direct_key = %s"
+        " on conflict (conversation_id, user_id) do nothing"
+    )
+    # The scalar subquery yields null, a not-null violation, should the conversation be
+    # missing: a loud error, never a silently dropped message. A message edited or deleted
+    # in the new system keeps that (a re-run would otherwise bring deleted text back).
+    _MESSAGE: ClassVar[LiteralString] = (
+        "insert into public.messages as m (id, conversation_id, sender_id, body, created_at)"
+        " values (%s, (select c.id from public.conversations as c where c.direct_key = %s),"
+        " %s, %s, %s)"
+        " on conflict (id) do update set"
+        " conversation_id = excluded.conversation_id, sender_id = excluded.sender_id,"
+        " body = excluded.body, created_at = excluded.created_at,"
+        " version = m.version + 1, updated_at = now(), sync_xid = pg_current_xact_id()"
+        " where m.deleted_at is null and m.edited_at is null"
+        " and (m.conversation_id, m.sender_id, m.body, m.created_at)"
+        " is distinct from (excluded.conversation_id, excluded.sender_id, excluded.body,"
+        " excluded.created_at)"
+    )
+
+    def map_row(self, row: dict[str, Any]) -> tuple[list[tuple[Any, ...]], list[Problem]]:
+        """One value tuple: ``(legacy id, message id, direct_key, sender, recipient, body,
+        sent_at)``; :meth:`write` derives the conversation and participants from it."""
+        legacy_id = row["id"]
+        if row["from_user"] == row["to_user"]:
+            return _skip(self.source, legacy_id, "sent to the sender themself")
+        if row["sent_at"] is None:
+            return _skip(self.source, legacy_id, "no sent_at")
+        body: str = row["body"] or ""
+        if not body.strip():
+            return _skip(self.source, legacy_id, "empty body")
+        problems = []
+        if len(body) > self.MAX_BODY:
+            # Losing a whole message from a history is worse than its tail; the ellipsis
+            # shows readers the cut, the problem shows the operator.
+            problems.append(
+                Problem(
+                    self.source,
+                    legacy_id,
+                    f"body of {len(body)} characters cut to {self.MAX_BODY}",
+                    "changed",
+                )
             )
-        return (
-            "messages not imported: the target has public.conversations and public.messages "
-            "but this pysync has no mapping for them yet (MessagesMapper in pysync/ops/legacy.py)"
+            body = body[: self.MAX_BODY - 1] + "\u2026"
+        sender = legacy_uuid("users", row["from_user"])
+        recipient = legacy_uuid("users", row["to_user"])
+        return [
+            (
+                legacy_id,
+                legacy_uuid(self.source, legacy_id),
+                direct_key(sender, recipient),
+                sender,
+                recipient,
+                body,
+                row["sent_at"],
+            )
+        ], problems
+
+    def write(self, conn: psycopg.Connection[Any], rows: Sequence[list[tuple[Any, ...]]]) -> int:
+        messages = sorted((values[0] for values in rows), key=lambda m: (m[6], m[0]))
+        # Transaction-local (and undone with a rolled-back savepoint): no trigger fires for
+        # these writes, so no notifications, broadcasts or sync nudges.
+        conn.execute("set local session_replication_role = replica")
+        users = sorted({m[3] for m in messages} | {m[4] for m in messages})
+        found = {
+            r[0]
+            for r in conn.execute(
+                "select p.id from public.profiles as p where p.id = any(%s) for key share",
+                (users,),
+            ).fetchall()
+        }
+        if lost := [u for u in users if u not in found]:
+            # Replica mode skips the foreign-key checks; this is the one they would make.
+            raise psycopg.errors.ForeignKeyViolation(
+                f"no profile {', '.join(map(str, lost))} in the target"
+            )
+        # Per pair: (created_by, created_at, last_message_at); messages are sorted by
+        # (sent_at, legacy id), so the first one seen opened the conversation.
+        pairs: dict[str, tuple[uuid.UUID, datetime, datetime]] = {}
+        for _, _, key, sender, _, _, sent_at in messages:
+            first = pairs.get(key)
+            pairs[key] = (first[0], first[1], sent_at) if first else (sender, sent_at, sent_at)
+        changed = 0
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                self._CONVERSATION,
+                [
+                    (legacy_uuid("conversations", key), by, key, last, created)
+                    for key, (by, created, last) in pairs.items()
+                ],
+            )
+            changed += max(cursor.rowcount, 0)
+            cursor.executemany(
+                self._PARTICIPANT,
+                [
+                    (legacy_uuid("conversation_participants", f"{key}:{user}"), user, key)
+                    for key in pairs
+                    for user in key.split(":")
+                ],
+            )
+            changed += max(cursor.rowcount, 0)
+            cursor.executemany(
+                self._MESSAGE,
+                [
+                    (m_id, key, sender, body, sent)
+                    for _, m_id, key, sender, _, body, sent in messages
+                ],
+            )
+            changed += max(cursor.rowcount, 0)
+        return changed
+
+    def reconcile(
+        self,
+        source: psycopg.Connection[Any],
+        target: psycopg.Connection[Any],
+        source_rows: int,
+        kept: list[object],
+        skipped: int,
+    ) -> list[Reconciliation]:
+        """Messages one-to-one with source rows, by id. Conversations and participants are
+        derived, so they reconcile against their own expectation: one conversation per
+        unordered pair of users that exchanged at least one imported message (``source_rows``
+        counts the pairs in the source, ``skipped`` those with nothing imported), and its two
+        members, checksummed by direct_key and by direct_key and user."""
+        messages = _reconcile_ids(
+            target,
+            self.source,
+            "public.messages",
+            [str(legacy_uuid(self.source, legacy_id)) for legacy_id in kept],
+            source_rows,
+            skipped,
         )
+        every = source.execute(
+            "select count(*) from (select distinct least(from_user, to_user),"
+            " greatest(from_user, to_user) from messages where from_user <> to_user) as pairs"
+        ).fetchone()
+        assert every is not None
+        imported = source.execute(
+            "select distinct least(from_user, to_user), greatest(from_user, to_user)"
+            " from messages where id = any(%s)",
+            (kept,),
+        ).fetchall()
+        keys = [direct_key(legacy_uuid("users", a), legacy_uuid("users", b)) for a, b in imported]
+        members = [f"{key}/{user}" for key in keys for user in key.split(":")]
+        pairs, dropped = int(every[0]), int(every[0]) - len(keys)
+        conversations = target.execute(
+            "select count(*), coalesce(md5(string_agg(c.direct_key, E'\\n'"
+            " order by c.direct_key collate \"C\")), md5(''))"
+            " from public.conversations as c where c.direct_key = any(%s)",
+            (keys,),
+        ).fetchone()
+        participants = target.execute(
+            "select count(*), coalesce(md5(string_agg(m.member, E'\\n'"
+            " order by m.member collate \"C\")), md5('')) from ("
+            " select c.direct_key || '/' || p.user_id::text as member"
+            " from public.conversations as c"
+            " join public.conversation_participants as p on p.conversation_id = c.id"
+            " where c.direct_key = any(%s)) as m",
+            (keys,),
+        ).fetchone()
+        assert conversations is not None and participants is not None
+        return [
+            messages,
+            Reconciliation(
+                self.source,
+                "public.conversations",
+                pairs,
+                dropped,
+                int(conversations[0]),
+                conversations[1] == _md5_lines(keys),
+                "user pairs",
+            ),
+            Reconciliation(
+                self.source,
+                "public.conversation_participants",
+                2 * pairs,
+                2 * dropped,
+                int(participants[0]),
+                participants[1] == _md5_lines(members),
+                "pair members",
+            ),
+        ]
 
 
 #: Every mapper, parents before children.
@@ -629,15 +892,9 @@ def _write_batch(
     mapped: list[tuple[object, list[tuple[Any, ...]]]],
 ) -> tuple[int, list[Problem]]:
     """Insert one batch in one transaction; on a constraint error, row by row in savepoints."""
-    statements = [target.insert() for target in mapper.targets]
 
     def write(rows: list[tuple[object, list[tuple[Any, ...]]]]) -> int:
-        changed = 0
-        with conn.cursor() as cursor:
-            for i, statement in enumerate(statements):
-                cursor.executemany(statement, [values[i] for _, values in rows])
-                changed += max(cursor.rowcount, 0)
-        return changed
+        return mapper.write(conn, [values for _, values in rows])
 
     try:
         with conn.transaction():
@@ -659,35 +916,34 @@ def _write_batch(
     return changed, problems
 
 
-def _reconcile(
+def _md5_lines(values: list[str]) -> str:
+    """md5 of the values sorted bytewise, one a line; the target side orders ``collate "C"``
+    so both sides sort alike whatever the database's collation."""
+    joined = "\n".join(sorted(values))
+    return hashlib.md5(joined.encode(), usedforsecurity=False).hexdigest()
+
+
+def _reconcile_ids(
     target: psycopg.Connection[Any],
-    mapper: Mapper,
+    source_table: str,
+    table: str,
+    ids: list[str],
     source_rows: int,
-    expected: list[object],
     skipped: int,
-) -> list[Reconciliation]:
-    tables = [*(t.table for t in mapper.targets), *mapper.side_effects]
-    per_table: list[list[str]] = [[] for _ in tables]
-    for legacy_id in expected:
-        for i, mapped in enumerate(mapper.target_ids(legacy_id)):
-            per_table[i].append(str(mapped))
-    results = []
-    for table, ids in zip(tables, per_table, strict=True):
-        ids.sort()
-        want = hashlib.md5("\n".join(ids).encode(), usedforsecurity=False).hexdigest()
-        schema, name = table.split(".")
-        row = target.execute(
-            sql.SQL(
-                "select count(*), coalesce(md5(string_agg(id::text, E'\\n' order by id::text)),"
-                " md5('')) from {} where id = any(%s::uuid[])"
-            ).format(sql.Identifier(schema, name)),
-            (ids,),
-        ).fetchone()
-        assert row is not None
-        results.append(
-            Reconciliation(mapper.source, table, source_rows, skipped, int(row[0]), row[1] == want)
-        )
-    return results
+) -> Reconciliation:
+    """Count and checksum the rows of ``table`` whose id is one of ``ids``."""
+    schema, name = table.split(".")
+    row = target.execute(
+        sql.SQL(
+            "select count(*), coalesce(md5(string_agg(id::text, E'\\n'"
+            " order by id::text collate \"C\")), md5('')) from {} where id = any(%s::uuid[])"
+        ).format(sql.Identifier(schema, name)),
+        (ids,),
+    ).fetchone()
+    assert row is not None
+    return Reconciliation(
+        source_table, table, source_rows, skipped, int(row[0]), row[1] == _md5_lines(ids)
+    )
 
 
 def _orphan(mapper: Mapper, row: dict[str, Any], kept: dict[str, set[object]]) -> str | None:
@@ -747,8 +1003,8 @@ class _Run:
             self.tick(mapper.source, done, total)
         self.kept[mapper.source] = kept
         if not self.dry_run:
-            self.report.reconciliation += _reconcile(
-                self.target, mapper, total, sorted(kept, key=str), skipped
+            self.report.reconciliation += mapper.reconcile(
+                self.source, self.target, total, sorted(kept, key=str), skipped
             )
 
 
@@ -774,16 +1030,11 @@ def import_legacy(
     with source, psycopg.connect(target_url, autocommit=True) as target:
         source.read_only = True
         source.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        runnable = []
         for mapper in mappers:
             why = mapper.missing_target(target)
-            if why is None:
-                runnable.append(mapper)
-            elif mapper.optional:
-                report.notes.append(why)
-            else:
+            if why is not None:
                 raise LegacyImportError(f"{why}: push the migrations to the target first")
-        _check_source(source, runnable)
+        _check_source(source, mappers)
         run = _Run(
             source,
             target,
@@ -792,7 +1043,7 @@ def import_legacy(
             progress or (lambda _table, _done, _total: None),
             report,
         )
-        for mapper in runnable:
+        for mapper in mappers:
             run.run(mapper)
         source.rollback()
     report.seconds = time.monotonic() - started
