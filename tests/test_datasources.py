@@ -45,9 +45,7 @@ class World:
         self.auth = LocalAuth(url, jwt_secret=LOCAL_JWT_SECRET, bcrypt_cost=4)
         api = _as_authenticator(url)
         self.gateway = PostgresGateway.connect(api, jwt_secret=LOCAL_JWT_SECRET)
-        self.files = PostgresGateway.connect(
-            api, jwt_secret=LOCAL_JWT_SECRET, schemas=("storage",)
-        )
+        self.files = PostgresGateway.connect(api, jwt_secret=LOCAL_JWT_SECRET, schemas=("storage",))
 
     def user(self, role: str = "student", name: str | None = None) -> LocalUser:
         email = f"{role}-{uuid.uuid4().hex[:10]}@example.com"
@@ -302,8 +300,11 @@ def test_message_pages_have_no_duplicates_or_gaps_with_equal_timestamps(world: W
     conversation = alice.conversations.start_direct(bob_user.id)
     stamp = datetime.now(UTC).replace(microsecond=123456) - timedelta(hours=1)
     # Seven messages share one timestamp (written offline in one batch), around three others.
-    times = [stamp + timedelta(seconds=1), *[stamp] * 7, stamp - timedelta(seconds=1)] + [
-        stamp - timedelta(seconds=2)
+    times = [
+        stamp + timedelta(seconds=1),
+        *([stamp] * 7),
+        stamp - timedelta(seconds=1),
+        stamp - timedelta(seconds=2),
     ]
     sent = [
         alice.messages.send(conversation.id, f"m{n}", created_at=at) for n, at in enumerate(times)

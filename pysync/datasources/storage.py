@@ -128,7 +128,7 @@ class SupabaseStorage:
         *,
         http_client: httpx.Client | None = None,
     ) -> None:
-        self._url = f"{url.rstrip('/')}/storage/v1"
+        self._url = f"{url.rstrip('/')}/storage/v1/"
         self._anon_key = anon_key
         self._identity = identity
         self._http = http_client or httpx.Client(follow_redirects=True)
