@@ -286,12 +286,13 @@ def test_direct_conversation_send_retry_and_privacy(world: World) -> None:
 def _all_pages(fetch: Callable[[Cursor | None], Page[Any]]) -> list[Any]:
     seen: list[Any] = []
     cursor: Cursor | None = None
-    while True:
+    for _ in range(100):  # a cursor that does not advance must fail, not hang
         page = fetch(cursor)
         seen.extend(page.items)
         if page.next is None:
             return seen
         cursor = page.next
+    raise AssertionError(f"still paging after 100 pages: {len(seen)} items")
 
 
 def test_message_pages_have_no_duplicates_or_gaps_with_equal_timestamps(world: World) -> None:

@@ -29,9 +29,12 @@ from pysync.gateway import (
     PermissionDenied,
     Row,
     Unauthorized,
+    and_,
     desc,
     eq,
     lt,
+    lte,
+    or_,
 )
 
 __all__ = ["UNSET", "Context", "DataSource", "Unset", "values_of"]
@@ -179,32 +182,26 @@ class DataSource:
     ) -> Page[M]:
         """A page ordered ``created_at desc, id desc``, strictly after ``before``.
 
-        "After (t, i)" is ``created_at < t or (created_at = t and id < i)``. The gateway's
-        filters are a conjunction (like PostgREST's query string without ``or=``), so the
-        page is read in two index range scans: the rest of ``t``'s rows, then older rows.
-        One extra row is read to know whether another page follows.
+        "After (t, i)" is ``created_at < t or (created_at = t and id < i)``; the extra
+        ``created_at <= t`` is implied by it but lets the index on ``(…, created_at desc, id
+        desc)`` start the scan at the cursor instead of filtering from the newest row. One
+        extra row is read to know whether another page follows. One request, so one
+        snapshot: a page never mixes two states of the table.
         """
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        order = [desc("created_at"), desc("id")]
-        gw = self._gw
-        rows: list[Row] = []
-        if before is None:
-            rows = gw.select(self.table, filters=filters, order=order, limit=limit + 1).rows
-        else:
-            rows = gw.select(
-                self.table,
-                filters=[*filters, eq("created_at", before.created_at), lt("id", before.id)],
-                order=order,
-                limit=limit + 1,
-            ).rows
-            if len(rows) <= limit:
-                rows += gw.select(
-                    self.table,
-                    filters=[*filters, lt("created_at", before.created_at)],
-                    order=order,
-                    limit=limit + 1 - len(rows),
-                ).rows
+        where = list(filters)
+        if before is not None:
+            where += [
+                lte("created_at", before.created_at),
+                or_(
+                    lt("created_at", before.created_at),
+                    and_(eq("created_at", before.created_at), lt("id", before.id)),
+                ),
+            ]
+        rows = self._gw.select(
+            self.table, filters=where, order=[desc("created_at"), desc("id")], limit=limit + 1
+        ).rows
         items = tuple(parse(model, row) for row in rows[:limit])
         more = len(rows) > limit
         return Page(items, cursor_of(items[-1]) if more and items else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pysync.datasources._base import DataSource, IdLike
 from pysync.datasources.models import Payment, Refund, SupportQuery, SupportReply, TicketStatus
-from pysync.gateway import asc, desc, eq, in_
+from pysync.gateway import asc, desc, eq, in_, or_
 
 __all__ = ["PaymentsSource", "SupportSource"]
 
@@ -17,12 +17,13 @@ class PaymentsSource(DataSource):
     table = "payments"
 
     def list_mine(self) -> list[Payment]:
-        """Payments the caller made or received, newest first (two index scans, merged:
-        the gateway's filters are conjunctions)."""
-        paid = self._list(Payment, [eq("payer_id", self._me)])
-        received = self._list(Payment, [eq("payee_id", self._me)])
-        merged = {p.id: p for p in [*paid, *received]}
-        return sorted(merged.values(), key=lambda p: (p.created_at, p.id), reverse=True)
+        """Payments the caller made or received, newest first."""
+        me = self._me
+        return self._list(
+            Payment,
+            [or_(eq("payer_id", me), eq("payee_id", me))],
+            [desc("created_at"), desc("id")],
+        )
 
     def list_paid(self) -> list[Payment]:
         return self._list(Payment, [eq("payer_id", self._me)], [desc("created_at")])
