@@ -389,6 +389,7 @@ def test_devices_and_preferences(world: World) -> None:
     first = client.devices.register("phone-1", "ios", push_token=f"tok-{uuid.uuid4().hex}")
     again = client.devices.register("phone-1", "ios", app_version="2.0")
     assert (again.id, again.version, again.app_version) == (first.id, 2, "2.0")
+    assert again.push_token == first.push_token is not None
     assert [d.device_id for d in client.devices.list_mine()] == ["phone-1"]
     assert client.preferences.as_dict() == dict.fromkeys(
         ["grades", "marketing", "messages", "sessions"], True
@@ -480,3 +481,57 @@ def test_gateway_rows_parse_into_models_with_real_types(world: World) -> None:
     with psycopg.connect(world.url) as conn:
         row = conn.execute("select count(*) from public.assignments").fetchone()
     assert row is not None and row[0] >= 1
+
+
+# -- the models agree with the schema --------------------------------------------------------
+
+ENUM_COLUMNS = [
+    ("Profile", "role", "profiles", "role"),
+    ("Course", "status", "courses", "status"),
+    ("Course", "visibility", "courses", "visibility"),
+    ("ContentItem", "kind", "course_content", "kind"),
+    ("ContentItem", "content_type", "course_content", "content_type"),
+    ("Enrollment", "status", "enrollments", "status"),
+    ("TutoringSession", "status", "tutoring_sessions", "status"),
+    ("Submission", "status", "submissions", "status"),
+    ("Conversation", "kind", "conversations", "kind"),
+    ("Participant", "role", "conversation_participants", "role"),
+    ("Notification", "type", "notifications", "type"),
+    ("NotificationPreference", "category", "notification_preferences", "category"),
+    ("Device", "platform", "devices", "platform"),
+    ("Payment", "status", "payments", "status"),
+    ("Refund", "status", "refunds", "status"),
+    ("SupportQuery", "status", "support_queries", "status"),
+]
+
+
+def test_model_literals_match_the_check_constraints(app_url: str) -> None:
+    """A status added by a migration must be added to the model too (else ModelError)."""
+    import re
+    import typing
+
+    from pysync.datasources import models
+
+    with connect(app_url) as conn:
+        for model_name, field, table, column in ENUM_COLUMNS:
+            definitions = [
+                row[0]
+                for row in conn.execute(
+                    "select pg_get_constraintdef(c.oid) from pg_constraint c"
+                    " join pg_attribute a on a.attrelid = c.conrelid"
+                    "  and a.attnum = any(c.conkey)"
+                    " where c.contype = 'c' and c.conrelid = %s::regclass and a.attname = %s"
+                    "  and cardinality(c.conkey) = 1",
+                    (f"public.{table}", column),
+                ).fetchall()
+            ]
+            allowed = {v for d in definitions for v in re.findall(r"'([^']*)'::text", d)}
+            hint = typing.get_type_hints(getattr(models, model_name))[field]
+            assert set(typing.get_args(hint)) == allowed, (model_name, field)
+
+
+def test_the_public_api_resolves() -> None:
+    import pysync
+
+    missing = [name for name in pysync.__all__ if not hasattr(pysync, name)]
+    assert not missing

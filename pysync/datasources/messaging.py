@@ -220,20 +220,20 @@ class DevicesSource(DataSource):
         app_version: str | None = None,
     ) -> Device:
         """Record (or refresh) this app install of the caller; ``device_id`` is the app's own
-        stable id, so registering again updates the same row."""
-        (row,) = self._gw.upsert(
-            self.table,
-            {
-                "user_id": self._me,
-                "device_id": device_id,
-                "platform": platform,
-                "push_token": push_token,
-                "app_version": app_version,
-                "last_active_at": datetime.now(UTC),
-            },
-            on_conflict=("user_id", "device_id"),
-        )
-        return parse(Device, row)
+        stable id, so registering again updates the same row. A token or version left out
+        keeps its stored value (:meth:`unregister` removes the install)."""
+        row: dict[str, object] = {
+            "user_id": self._me,
+            "device_id": device_id,
+            "platform": platform,
+            "last_active_at": datetime.now(UTC),
+        }
+        if push_token is not None:
+            row["push_token"] = push_token
+        if app_version is not None:
+            row["app_version"] = app_version
+        (written,) = self._gw.upsert(self.table, row, on_conflict=("user_id", "device_id"))
+        return parse(Device, written)
 
     def list_mine(self) -> list[Device]:
         return self._list(Device, [eq("user_id", self._me)], [desc("last_active_at")])
