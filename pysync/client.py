@@ -127,7 +127,6 @@ class Client:
         user: str | UUID | LocalUser,
         *,
         password: str | None = None,
-        bcrypt_cost: int = 10,
         pool_size: int = 4,
     ) -> Client:
         """A client for a user of the embedded database.
@@ -137,7 +136,7 @@ class Client:
         :class:`~pysync.auth.LocalUser`, a user id, or an e-mail address; with ``password``
         the address signs in with it (checked against its bcrypt hash, as GoTrue does).
         """
-        auth = LocalAuth(url, jwt_secret=jwt_secret, bcrypt_cost=bcrypt_cost)
+        auth = LocalAuth(url, jwt_secret=jwt_secret)
         tokens: _LocalTokens
         if isinstance(user, LocalUser):
             tokens = _LocalTokens(auth, user.id)
