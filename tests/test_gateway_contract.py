@@ -34,6 +34,7 @@ from pysync.gateway import (
     QueryTimeout,
     RateLimited,
     Unauthorized,
+    and_,
     asc,
     desc,
     eq,
@@ -46,6 +47,7 @@ from pysync.gateway import (
     lt,
     lte,
     neq,
+    or_,
 )
 from pysync.localdb import LocalDatabase
 
@@ -340,6 +342,43 @@ def test_filters_combine_with_and(backend: Backend) -> None:
     notes(user, 5)
     found = user.gateway.select("gw_notes", filters=[gte("rank", 2), lt("rank", 4)])
     assert sorted(row["rank"] for row in found.rows) == [2, 3]
+
+
+def test_or_and_groups(backend: Backend) -> None:
+    user = backend.user()
+    notes(user, 6)
+    cases = [
+        ([or_(eq("rank", 1), eq("rank", 5))], [1, 5]),
+        ([or_(lt("rank", 2), and_(eq("rank", 4), eq("body", "note 4")))], [1, 4]),
+        ([gte("rank", 2), or_(eq("body", "note 2"), gt("rank", 5))], [2, 6]),
+        ([or_(eq("rank", 1), eq("rank", 2)).negated()], [3, 4, 5, 6]),
+        ([and_(gte("rank", 2), lte("rank", 3)).negated()], [1, 4, 5, 6]),
+        ([or_(in_("rank", [3, 4]), is_null("body"), ilike("body", "NOTE 6"))], [3, 4, 6]),
+        ([or_(eq("rank", 2).negated(), eq("body", "note 2"))], [1, 2, 3, 4, 5, 6]),
+        # Values with the logic tree's own characters stay data.
+        ([or_(eq("body", 'a,b.c:(d)"e\\'), eq("rank", 3))], [3]),
+    ]
+    for condition, expected in cases:
+        found = user.gateway.select("gw_notes", filters=condition, order=[asc("rank")])
+        assert [row["rank"] for row in found.rows] == expected, condition
+    (odd,) = user.gateway.insert(
+        "gw_notes",
+        {"owner": user.id, "slug": uuid.uuid4().hex, "body": 'a,b.c:(d)"e\\', "rank": 9},
+    )
+    found = user.gateway.select(
+        "gw_notes", filters=[or_(eq("body", 'a,b.c:(d)"e\\'), eq("rank", 100))]
+    )
+    assert [row["id"] for row in found.rows] == [odd["id"]]
+    changed = user.gateway.update(
+        "gw_notes", {"body": "grouped"}, filters=[or_(eq("rank", 1), eq("rank", 2))]
+    )
+    assert sorted(row["rank"] for row in changed) == [1, 2]
+    with pytest.raises(InvalidInput):
+        user.gateway.select("gw_notes", filters=[or_(eq("no_such_column", 1), eq("rank", 1))])
+    with pytest.raises(ValueError):
+        or_(in_("rank", []), eq("rank", 1))
+    with pytest.raises(ValueError):
+        or_()
 
 
 def test_order_limit_offset_and_count(backend: Backend) -> None:

@@ -27,6 +27,7 @@ from pysync.gateway import (
     RateLimited,
     Unauthorized,
     Unavailable,
+    and_,
     asc,
     desc,
     eq,
@@ -39,6 +40,7 @@ from pysync.gateway import (
     lt,
     lte,
     neq,
+    or_,
 )
 
 URL = "https://abc.supabase.co"
@@ -164,6 +166,31 @@ def test_every_filter_in_postgrests_syntax(api: Api, gateway: PostgrestGateway) 
             ("owner", "not.is.null"),
             ("body", "ilike.%note%"),
             ("rank", "not.eq.3"),
+        ]
+    )
+
+
+def test_groups_in_postgrests_logic_tree_syntax(api: Api, gateway: PostgrestGateway) -> None:
+    moment = datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC)
+    gateway.select(
+        "gw_notes",
+        filters=[
+            eq("owner", "u1"),
+            or_(lt("created_at", moment), and_(eq("created_at", moment), lt("rank", 7))),
+            or_(in_("slug", ["a", "b,c"]), is_null("body"), eq("rank", 1).negated()).negated(),
+            and_(gte("rank", 1), ilike("body", 'x"y')).negated(),
+            and_(eq("rank", 2), eq("is_public", False)),
+        ],
+    )
+    stamp = '"2026-01-02T03:04:05.123456+00:00"'
+    assert sorted(query(api.last)[1:]) == sorted(
+        [
+            ("owner", "eq.u1"),
+            ("or", f'(created_at.lt.{stamp},and(created_at.eq.{stamp},rank.lt."7"))'),
+            ("not.or", '(slug.in.("a","b,c"),body.is.null,rank.not.eq."1")'),
+            ("not.and", '(rank.gte."1",body.ilike."x\\"y")'),
+            ("rank", "eq.2"),
+            ("is_public", "eq.false"),
         ]
     )
 

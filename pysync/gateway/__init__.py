@@ -22,6 +22,7 @@ from pysync.gateway.filters import (
     Filter,
     Op,
     Order,
+    and_,
     asc,
     desc,
     eq,
@@ -34,6 +35,7 @@ from pysync.gateway.filters import (
     lt,
     lte,
     neq,
+    or_,
 )
 from pysync.gateway.identity import Identity, IdentityKind
 from pysync.gateway.postgres import PostgresGateway
@@ -66,6 +68,7 @@ __all__ = [
     "SelectResult",
     "Unauthorized",
     "Unavailable",
+    "and_",
     "asc",
     "desc",
     "eq",
@@ -78,4 +81,5 @@ __all__ = [
     "lt",
     "lte",
     "neq",
+    "or_",
 ]

@@ -33,8 +33,10 @@ __all__ = [
     "update_sql",
 ]
 
-#: (column, operator, negated, number of ``in`` values)
-FilterShape = tuple[tuple[str, Op, bool, int], ...]
+#: (column, operator, negated, number of ``in`` values, or the members' shapes of a group)
+FilterShape = tuple["ShapeItem", ...]
+ShapeItem = tuple[str, Op, bool, "int | FilterShape"]
+_GROUPS = (Op.OR, Op.AND)
 
 _COMPARISON = {
     Op.EQ: "=",
@@ -48,15 +50,23 @@ _COMPARISON = {
 _EMPTY_JSON_ARRAY = sql.SQL("coalesce(json_agg({}), '[]'::json)")
 
 
+def _shape(f: Filter) -> ShapeItem:
+    if f.op in _GROUPS:
+        return (f.column, f.op, f.negate, filter_shape(f.value))
+    return (f.column, f.op, f.negate, len(f.value) if f.op is Op.IN else 0)
+
+
 def filter_shape(filters: Sequence[Filter]) -> FilterShape:
-    return tuple((f.column, f.op, f.negate, len(f.value) if f.op is Op.IN else 0) for f in filters)
+    return tuple(_shape(f) for f in filters)
 
 
 def filter_params(filters: Sequence[Filter]) -> list[str]:
     """Filter values as text, as they arrive in PostgREST's query string."""
     params: list[str] = []
     for f in filters:
-        if f.op is Op.IN:
+        if f.op in _GROUPS:
+            params.extend(filter_params(f.value))
+        elif f.op is Op.IN:
             params.extend(wire_value(v) for v in f.value)
         elif f.op is Op.ILIKE:
             params.append(wire_value(f.value).replace("*", "%"))
@@ -69,14 +79,17 @@ def _qualified(table: Table) -> sql.Identifier:
     return sql.Identifier(table.schema, table.name)
 
 
-def _where(table: Table, shape: FilterShape) -> sql.Composable:
+def _where(table: Table, shape: FilterShape, joiner: str = " and ") -> sql.Composable:
     if not shape:
         return sql.SQL("true")
     terms: list[sql.Composable] = []
     for column, op, negate, count in shape:
         col = sql.Identifier(table.schema, table.name, column)
         term: sql.Composable
-        if op is Op.IS:
+        if isinstance(count, tuple):
+            inner = _where(table, count, " or " if op is Op.OR else " and ")
+            term = sql.SQL("({})").format(inner)
+        elif op is Op.IS:
             term = sql.SQL("{} is null").format(col)
         elif op is Op.IN:
             term = (
@@ -87,7 +100,7 @@ def _where(table: Table, shape: FilterShape) -> sql.Composable:
         else:
             term = sql.SQL("{} {} {}").format(col, sql.SQL(_COMPARISON[op]), sql.Placeholder())
         terms.append(sql.SQL("not ({})").format(term) if negate else term)
-    return sql.SQL(" and ").join(terms)
+    return sql.SQL(joiner).join(terms)
 
 
 def _order(table: Table, order: tuple[Order, ...]) -> sql.Composable:

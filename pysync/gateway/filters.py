@@ -7,7 +7,7 @@ value travels as text and the database casts it to the column's type (``rank=eq.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -16,6 +16,7 @@ __all__ = [
     "Filter",
     "Op",
     "Order",
+    "and_",
     "asc",
     "desc",
     "eq",
@@ -25,9 +26,11 @@ __all__ = [
     "in_",
     "is_not_null",
     "is_null",
+    "leaf_columns",
     "lt",
     "lte",
     "neq",
+    "or_",
     "wire_value",
 ]
 
@@ -44,6 +47,9 @@ class Op(StrEnum):
     IN = "in"
     IS = "is"
     ILIKE = "ilike"
+    #: Groups: ``value`` is a tuple of filters (PostgREST's ``or=(…)`` / ``and=(…)``).
+    OR = "or"
+    AND = "and"
 
 
 def wire_value(value: Any) -> str:
@@ -71,7 +77,15 @@ class Filter:
     negate: bool = False
 
     def __post_init__(self) -> None:
-        if self.op is Op.IN:
+        if self.op in (Op.OR, Op.AND):
+            members = tuple(self.value)
+            if not members or not all(isinstance(m, Filter) for m in members):
+                raise ValueError(f"{self.op.value}_() needs at least one filter")
+            if any(m.op is Op.IN and not m.value for m in members):
+                # PostgREST's logic-tree grammar has no empty list: refuse it everywhere.
+                raise ValueError(f"an empty in_() cannot be part of {self.op.value}_()")
+            object.__setattr__(self, "value", members)
+        elif self.op is Op.IN:
             object.__setattr__(self, "value", tuple(self.value))
         if self.op is Op.IS and self.value is not None:
             raise ValueError("only `is null` is supported: use is_null() or is_not_null()")
@@ -102,6 +116,26 @@ def lt(column: str, value: Any) -> Filter:
 
 def lte(column: str, value: Any) -> Filter:
     return Filter(column, Op.LTE, value)
+
+
+def or_(*filters: Filter) -> Filter:
+    """Any of ``filters`` holds (PostgREST's ``or=(…)``); members may be groups themselves."""
+    return Filter("or", Op.OR, filters)
+
+
+def and_(*filters: Filter) -> Filter:
+    """All of ``filters`` hold: a group inside :func:`or_`, or negated with ``.negated()``
+    (top-level filters are combined with *and* already)."""
+    return Filter("and", Op.AND, filters)
+
+
+def leaf_columns(filters: Sequence[Filter]) -> Iterator[str]:
+    """The columns the filters compare, groups included."""
+    for f in filters:
+        if f.op in (Op.OR, Op.AND):
+            yield from leaf_columns(f.value)
+        else:
+            yield f.column
 
 
 def in_(column: str, values: Iterable[Any]) -> Filter:

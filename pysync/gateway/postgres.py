@@ -44,7 +44,7 @@ from pysync.gateway.context import (
     transaction_settings,
 )
 from pysync.gateway.errors import GatewayError, InvalidInput, NotFound, Unavailable, error_for
-from pysync.gateway.filters import Filter, Order
+from pysync.gateway.filters import Filter, Order, leaf_columns
 from pysync.gateway.identity import Identity
 from pysync.gateway.protocol import Columns, Row, SelectResult
 
@@ -417,7 +417,7 @@ class PostgresGateway:
         target = self._table(table)
         names = column_names(columns)
         self._check_columns(
-            target, [*(names or ()), *(f.column for f in filters), *(o.column for o in order)]
+            target, [*(names or ()), *leaf_columns(filters), *(o.column for o in order)]
         )
         check_range(limit, offset)
         statement = _sql.select_sql(
@@ -526,7 +526,7 @@ class PostgresGateway:
             raise InvalidInput("nothing to update: pass at least one column")
         columns = tuple(payload)
         self._check_payload(target, columns)
-        self._check_columns(target, [f.column for f in filters])
+        self._check_columns(target, list(leaf_columns(filters)))
         statement = _sql.update_sql(target, columns, _sql.filter_shape(filters), returning)
         params = [encode_json(payload), *_sql.filter_params(filters)]
         return self._write(Method.PATCH, target, statement, params, returning)
@@ -534,7 +534,7 @@ class PostgresGateway:
     def delete(self, table: str, *, filters: Sequence[Filter], returning: bool = True) -> list[Row]:
         require_filters("delete", filters)
         target = self._table(table)
-        self._check_columns(target, [f.column for f in filters])
+        self._check_columns(target, list(leaf_columns(filters)))
         statement = _sql.delete_sql(target, _sql.filter_shape(filters), returning)
         return self._write(Method.DELETE, target, statement, _sql.filter_params(filters), returning)
 

@@ -76,6 +76,29 @@ def _error(response: httpx.Response) -> GatewayError:
     )
 
 
+_GROUPS = (Op.OR, Op.AND)
+
+
+def _quoted(value: Any) -> str:
+    """A value inside a logic tree, double-quoted so ``,.:()`` in it stay data (PostgREST's
+    ``pQuotedValue``: backslash escapes the next character)."""
+    text = wire_value(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _logic(f: Filter) -> str:
+    """One member of ``or=(…)``/``and=(…)`` in PostgREST's logic-tree syntax."""
+    negation = "not." if f.negate else ""
+    if f.op in _GROUPS:
+        return f"{negation}{f.op.value}({','.join(_logic(member) for member in f.value)})"
+    field = _field(check_name("column", f.column))
+    if f.op is Op.IS:
+        return f"{field}.{negation}is.null"
+    if f.op is Op.IN:
+        return f"{field}.{negation}in.({','.join(_quoted(v) for v in f.value)})"
+    return f"{field}.{negation}{f.op.value}.{_quoted(f.value)}"
+
+
 class PostgrestGateway:
     """:class:`~pysync.gateway.Gateway` over a Supabase project's REST API.
 
@@ -199,6 +222,14 @@ class PostgrestGateway:
     @staticmethod
     def _apply(builder: BaseFilterRequestBuilder[httpx.Client], filters: Sequence[Filter]) -> None:
         for f in filters:
+            if f.op in _GROUPS:
+                if f.op is Op.AND and not f.negate:
+                    PostgrestGateway._apply(builder, f.value)
+                else:
+                    key = f"not.{f.op.value}" if f.negate else f.op.value
+                    members = ",".join(_logic(member) for member in f.value)
+                    builder.request.params = builder.request.params.add(key, f"({members})")
+                continue
             check_name("column", f.column)
             target = builder.not_ if f.negate else builder
             if f.op is Op.IN:

@@ -1,0 +1,478 @@
+"""Typed, immutable views of the rows the gateway returns.
+
+The gateway hands back PostgREST's JSON shape (uuids and timestamps as strings, numerics as
+numbers); :func:`parse` turns a row into one of these frozen dataclasses using the field
+annotations, so each model is declared once and parsed the same way everywhere. Frozen
+dataclasses rather than pydantic: the parsing needed is a dozen lines, the models stay plain
+values that mypy checks strictly, and the library does not lean on a package it only gets
+transitively (pydantic comes with supabase-py, which local-only users do not otherwise need
+at import time).
+
+Columns the model does not name (``sync_xid``, columns added by later migrations) are ignored,
+so an older client keeps working against a newer schema. Enum-like columns are ``Literal``
+types mirroring the tables' check constraints; a value outside them raises
+:class:`ModelError`, because it means the client and the schema disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+from uuid import UUID
+
+from pysync.errors import PysyncError
+
+__all__ = [
+    "Assignment",
+    "ContentItem",
+    "Conversation",
+    "Course",
+    "Cursor",
+    "Device",
+    "Enrollment",
+    "Message",
+    "ModelError",
+    "Notification",
+    "NotificationPreference",
+    "Page",
+    "Participant",
+    "Payment",
+    "Profile",
+    "Refund",
+    "SessionFeedback",
+    "StoredObject",
+    "Submission",
+    "SupportQuery",
+    "SupportReply",
+    "TutorRating",
+    "TutoringSession",
+    "parse",
+]
+
+Role = Literal["student", "tutor", "admin"]
+CourseStatus = Literal["draft", "published", "archived"]
+Visibility = Literal["public", "internal"]
+ContentKind = Literal["module", "lesson"]
+ContentType = Literal["markdown", "video", "pdf", "link", "quiz"]
+EnrollmentStatus = Literal["active", "completed", "cancelled"]
+SessionStatus = Literal[
+    "requested", "confirmed", "in_progress", "completed", "cancelled", "no_show"
+]
+SubmissionStatus = Literal["draft", "submitted", "graded", "returned"]
+ConversationKind = Literal["direct", "course"]
+ParticipantRole = Literal["owner", "member"]
+NotificationType = Literal[
+    "new_message",
+    "session_confirmed",
+    "session_cancelled",
+    "submission_graded",
+    "enrollment_created",
+    "announcement",
+]
+Category = Literal["messages", "sessions", "grades", "marketing"]
+Platform = Literal["ios", "android", "web"]
+PaymentStatus = Literal["pending", "succeeded", "failed", "refunded"]
+RefundStatus = Literal["pending", "succeeded", "failed", "cancelled"]
+TicketStatus = Literal["open", "pending", "resolved"]
+
+
+class ModelError(PysyncError):
+    """A row does not fit its model (a missing column, or a value of the wrong kind)."""
+
+
+M = TypeVar("M")
+T = TypeVar("T")
+
+
+def _convert(kind: Any, value: Any, where: str) -> Any:
+    """``value`` (JSON) as ``kind`` (an annotation), or :class:`ModelError`."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None:
+            if type(None) in options:
+                return None
+            raise ModelError(f"{where} is null")
+        (inner,) = [o for o in options if o is not type(None)]
+        return _convert(inner, value, where)
+    if value is None and kind is not Any:
+        raise ModelError(f"{where} is null")
+    try:
+        if origin is Literal:
+            if value not in typing.get_args(kind):
+                raise ModelError(f"{where}: {value!r} is not one of {typing.get_args(kind)}")
+            return value
+        if kind is UUID:
+            return value if isinstance(value, UUID) else UUID(str(value))
+        if kind is datetime:
+            return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        if kind is date:
+            return value if isinstance(value, date) else date.fromisoformat(value)
+        if kind is Decimal:
+            return Decimal(str(value))
+        if kind is int and not isinstance(value, bool):
+            return int(value)
+        if kind in (str, bool) and not isinstance(value, kind):
+            raise ModelError(f"{where}: expected {kind.__name__}, got {value!r}")
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: cannot read {value!r}: {exc}") from exc
+    return value
+
+
+@functools.cache
+def _hints(cls: Any) -> tuple[tuple[str, Any, bool], ...]:
+    hints = typing.get_type_hints(cls)
+    return tuple(
+        (
+            f.name,
+            hints[f.name],
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING,
+        )
+        for f in dataclasses.fields(cls)
+    )
+
+
+def parse(model: type[M], row: Mapping[str, Any]) -> M:
+    """``row`` (a gateway row) as an instance of the dataclass ``model``."""
+    values: dict[str, Any] = {}
+    shape: Any = model  # classes are hashable; mypy cannot tell for a type variable
+    for name, kind, optional in _hints(shape):
+        if name not in row:
+            if optional:
+                continue
+            raise ModelError(f"{model.__name__}.{name} is missing from the row")
+        values[name] = _convert(kind, row[name], f"{model.__name__}.{name}")
+    return model(**values)
+
+
+# -- pagination ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A keyset position: the ``(created_at, id)`` of the last item of a page.
+
+    Rows are ordered by ``created_at desc, id desc``; the next page holds the rows strictly
+    after this pair in that order, so rows sharing a timestamp are neither repeated nor
+    skipped, and rows inserted meanwhile do not shift the pages (as an offset would).
+    """
+
+    created_at: datetime
+    id: UUID
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """Items newest first, and the cursor of the next (older) page, ``None`` at the end."""
+
+    items: tuple[T, ...]
+    next: Cursor | None = None
+
+    def __iter__(self) -> typing.Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+# -- learning ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Profile:
+    id: UUID
+    display_name: str
+    avatar_url: str | None
+    timezone: str
+    locale: str
+    role: Role
+    onboarded: bool
+    deleted_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class Course:
+    id: UUID
+    tutor_id: UUID
+    title: str
+    description: str
+    status: CourseStatus
+    published_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    organization_id: UUID | None = None
+    visibility: Visibility = "public"
+
+
+@dataclass(frozen=True)
+class ContentItem:
+    """A module or lesson of a course; lessons may sit in a module (``parent_id``)."""
+
+    id: UUID
+    course_id: UUID
+    parent_id: UUID | None
+    kind: ContentKind
+    position: int
+    title: str
+    content_type: ContentType
+    body: str | None
+    storage_path: str | None
+    is_preview: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    id: UUID
+    student_id: UUID
+    course_id: UUID
+    status: EnrollmentStatus
+    enrolled_at: datetime
+    completed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class Assignment:
+    id: UUID
+    course_id: UUID
+    title: str
+    instructions: str
+    rubric: Any
+    max_points: Decimal
+    due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class Submission:
+    id: UUID
+    assignment_id: UUID
+    student_id: UUID
+    status: SubmissionStatus
+    body: str
+    storage_path: str | None
+    submitted_at: datetime | None
+    grade: Decimal | None
+    feedback: str | None
+    graded_by: UUID | None
+    graded_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+# -- tutoring ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TutoringSession:
+    id: UUID
+    tutor_id: UUID
+    student_id: UUID
+    course_id: UUID | None
+    starts_at: datetime
+    ends_at: datetime
+    status: SessionStatus
+    meeting_url: str | None
+    notes: str
+    cancelled_by: UUID | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class SessionFeedback:
+    id: UUID
+    session_id: UUID
+    student_id: UUID
+    tutor_id: UUID
+    rating: int
+    comment: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class TutorRating:
+    """Only aggregates leave the server (``public.tutor_rating``); ``None`` without ratings."""
+
+    average_rating: Decimal | None
+    ratings: int
+
+
+# -- messaging -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: UUID
+    kind: ConversationKind
+    course_id: UUID | None
+    title: str | None
+    created_by: UUID | None
+    last_message_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class Participant:
+    id: UUID
+    conversation_id: UUID
+    user_id: UUID
+    role: ParticipantRole
+    joined_at: datetime
+    last_read_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class Message:
+    id: UUID
+    conversation_id: UUID
+    sender_id: UUID
+    body: str
+    attachment_path: str | None
+    edited_at: datetime | None
+    deleted_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class Notification:
+    id: UUID
+    recipient_id: UUID
+    type: NotificationType
+    category: Category
+    title: str
+    body: str
+    data: dict[str, Any]
+    read_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class Device:
+    id: UUID
+    user_id: UUID
+    device_id: str
+    platform: Platform
+    push_token: str | None
+    app_version: str | None
+    last_active_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class NotificationPreference:
+    id: UUID
+    user_id: UUID
+    category: Category
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+# -- payments and support ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Payment:
+    id: UUID
+    payer_id: UUID | None
+    payee_id: UUID | None
+    session_id: UUID | None
+    course_id: UUID | None
+    amount_minor: int
+    currency: str
+    status: PaymentStatus
+    provider: str
+    provider_intent_id: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class Refund:
+    id: UUID
+    payment_id: UUID
+    amount_minor: int
+    reason: str
+    status: RefundStatus
+    provider_refund_id: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class SupportQuery:
+    id: UUID
+    owner_id: UUID
+    subject: str
+    body: str
+    status: TicketStatus
+    assignee_id: UUID | None
+    resolved_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+@dataclass(frozen=True)
+class SupportReply:
+    id: UUID
+    query_id: UUID
+    author_id: UUID
+    body: str
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+# -- storage -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """A file in a storage bucket: where it is and what the Storage API recorded about it."""
+
+    bucket_id: str
+    name: str
+    id: UUID | None = None
+    size: int | None = None
+    mimetype: str | None = None
+    owner_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
