@@ -2,11 +2,14 @@
 user through :class:`~pysync.gateway.PostgresGateway`, against the same queries as
 ``service_role`` (which bypasses RLS) with the policy replaced by an explicit filter.
 
-Both sides go through the same gateway and the same one-connection pool, so the ratio is
-the policies' cost alone (their helpers, init plans and the plans they allow), not the
-gateway's. The calls interleave query by query, alternating which side goes first, so drift
-in the machine affects both alike. Each iteration acts as the next of a few picked users
-(who have enrollments, conversations, unread notifications, sessions this week…).
+Both sides go through identical gateways, so the ratio is the policies' cost alone (their
+helpers, init plans and the plans they allow), not the gateway's. Each side has its own
+one-connection pool, as PostgREST's pool mostly serves one role: on a shared connection every
+switch between ``authenticated`` and ``service_role`` would make PostgreSQL re-plan the
+prepared statement the two sides share (a plan that depends on RLS is tied to its role), a
+cost production rarely pays. The calls interleave query by query, alternating which side goes
+first, so drift in the machine affects both alike. Each iteration acts as the next of a few
+picked users (who have enrollments, conversations, unread notifications, sessions this week).
 
 With ``naive``, a scratch copy of the world gets the naive policy forms of
 :mod:`pysync.bench._naive` and loses the policies' indexes, and the same queries run there
@@ -261,6 +264,7 @@ def _check(query: HotQuery, as_user: list[Any], bypassed: list[Any], who: Subjec
 
 def measure(
     gateway: Gateway,
+    bypass_gateway: Gateway,
     subjects: Sequence[Subject],
     identities: dict[str, Identity],
     *,
@@ -273,7 +277,7 @@ def measure(
     """Time every query ``iterations`` times each way, interleaved, and at most
     :data:`NAIVE_SAMPLES` times on the naive copy."""
     say = progress or (lambda _message: None)
-    bypass = gateway.as_identity(Identity.service_role())
+    bypass = bypass_gateway.as_identity(Identity.service_role())
     naive_bypass = naive.as_identity(Identity.service_role()) if naive else None
     cast = {kind: [s for s in subjects if s.role == kind] for kind in ("student", "tutor")}
     samples: dict[str, dict[str, list[int]]] = {
@@ -394,9 +398,11 @@ def run_rls_bench(
             world_users = conn.execute("select count(*) from auth.users").fetchone()
         identities = _identities(secret, subjects)
         gateway = stack.enter_context(_gateway(gateway_url, secret))
+        bypass_gateway = stack.enter_context(_gateway(gateway_url, secret))
         naive_gateway = stack.enter_context(_gateway(naive_url, secret)) if naive_url else None
         figures = measure(
             gateway,
+            bypass_gateway,
             subjects,
             identities,
             iterations=iterations,
