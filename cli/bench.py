@@ -59,7 +59,7 @@ def bench_rls(
     users: Annotated[
         int, typer.Option("--users", min=20, help="Users in the scratch perf world.")
     ] = 100_000,
-    iterations: Iterations = 200,
+    iterations: Iterations = 1000,
     naive: Annotated[
         bool,
         typer.Option(

@@ -21,6 +21,7 @@ and dropped afterwards; with it, the world must already be loaded there.
 
 from __future__ import annotations
 
+import gc
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -230,6 +231,20 @@ def _scratch(local: LocalDatabase, name: str) -> Iterator[str]:
 # -- measuring --------------------------------------------------------------------------------
 
 
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """No garbage collection while timing, as timeit does: a collection in the middle of a
+    sub-millisecond call would land on one side at random and decide its p95."""
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 def _timed(call: Callable[[], object]) -> int:
     started = time.perf_counter_ns()
     call()
@@ -295,25 +310,27 @@ def measure(
     say(f"checked {len(queries)} queries for {len(subjects)} users; warming up")
     # The naive forms can take a second a call: they are sampled on evenly spaced iterations.
     stride = max(1, iterations // NAIVE_SAMPLES)
-    for i in range(warmup + iterations):
-        with_naive = i < min(warmup, 2) or (i >= warmup and (i - warmup) % stride == 0)
-        for query in queries:
-            who = cast[query.actor][i % len(cast[query.actor])]
-            identity = identities[who.user_id]
-            sides: list[tuple[str, Callable[[], object]]] = [
-                ("rls", partial(query.run, gateway.as_identity(identity), who, False)),
-                ("bypass", partial(query.run, bypass, who, True)),
-            ]
-            if naive is not None and with_naive:
-                sides.append(("naive", partial(query.run, naive.as_identity(identity), who, False)))
-            if i % 2:
-                sides.reverse()
-            for side, call in sides:
-                elapsed = _timed(call)
-                if i >= warmup:
-                    samples[query.name][side].append(elapsed)
-        if i + 1 == warmup:
-            say(f"measuring {iterations} iterations of {len(queries)} queries")
+    with _no_gc():
+        for i in range(warmup + iterations):
+            with_naive = i < min(warmup, 2) or (i >= warmup and (i - warmup) % stride == 0)
+            for query in queries:
+                who = cast[query.actor][i % len(cast[query.actor])]
+                identity = identities[who.user_id]
+                sides: list[tuple[str, Callable[[], object]]] = [
+                    ("rls", partial(query.run, gateway.as_identity(identity), who, False)),
+                    ("bypass", partial(query.run, bypass, who, True)),
+                ]
+                if naive is not None and with_naive:
+                    naive_user = naive.as_identity(identity)
+                    sides.append(("naive", partial(query.run, naive_user, who, False)))
+                if i % 2:
+                    sides.reverse()
+                for side, call in sides:
+                    elapsed = _timed(call)
+                    if i >= warmup:
+                        samples[query.name][side].append(elapsed)
+            if i + 1 == warmup:
+                say(f"measuring {iterations} iterations of {len(queries)} queries")
     return [
         QueryFigures(
             q.name,
@@ -333,8 +350,8 @@ def run_rls_bench(
     db_url: str | None = None,
     jwt_secret: str | None = None,
     users: int = 100_000,
-    iterations: int = 200,
-    warmup: int = 20,
+    iterations: int = 1000,
+    warmup: int = 50,
     naive: bool = False,
     migrations_dir: Path | None = None,
     policies_dir: Path | None = None,
