@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from pysync_cli import context, output
-from pysync_cli.options import Json
+from pysync_cli.options import DbUrl, Json
 
 bench_app = typer.Typer(help="Measure the cost of the library's hot paths.")
 
@@ -50,6 +50,77 @@ def bench_gateway(
         )
         verdict = "within" if result.within_target else "over"
         output.say(f"p50 ratio {result.ratio_p50:.2f}x: {verdict} the {TARGET_RATIO:g}x target")
+
+    output.emit(as_json, result.as_dict(), human)
+
+
+@bench_app.command("rls")
+def bench_rls(
+    users: Annotated[
+        int, typer.Option("--users", min=20, help="Users in the scratch perf world.")
+    ] = 100_000,
+    iterations: Iterations = 1000,
+    naive: Annotated[
+        bool,
+        typer.Option(
+            "--naive",
+            help="Also run the queries on a copy with naive policies and no policy indexes.",
+        ),
+    ] = False,
+    db_url: DbUrl = None,
+    as_json: Json = False,
+) -> None:
+    """Hot client queries as a user through PostgresGateway vs the same with RLS bypassed.
+
+    Loads the perf world into a scratch database on the embedded cluster and drops it
+    afterwards; with --db-url, runs on the perf world already loaded there (see
+    `pysync seed perf`). Reports p50/p95 and the p95 ratio to service_role with the
+    policy written as an explicit filter, measured interleaved in the same run.
+    """
+    from pysync.bench.rls import MAX_P95_MS, MAX_RATIO, run_rls_bench
+
+    project = context.project(db_url)
+    if project.is_local:
+        project.local.start()
+    result = run_rls_bench(
+        project.local if project.is_local else None,
+        db_url=project.db_url,
+        jwt_secret=project.settings.jwt_secret,
+        users=users,
+        iterations=iterations,
+        naive=naive,
+        migrations_dir=project.settings.migrations_dir,
+        policies_dir=project.settings.policies_dir,
+        progress=None if as_json else output.say,
+    )
+
+    def human() -> None:
+        columns = ["query", "p50", "p95", "bypass p95", "ratio"]
+        if naive:
+            columns.append("naive p95")
+        rows = []
+        for query in result.queries:
+            figures = query.as_dict()
+            row = [
+                query.name,
+                f"{figures['p50_ms']:.2f}",
+                f"{figures['p95_ms']:.2f}",
+                f"{figures['bypass_p95_ms']:.2f}",
+                f"{figures['ratio']:.2f}x" + ("" if query.within_target else " !"),
+            ]
+            if naive:
+                row.append(f"{figures['naive_p95_ms']:.2f}")
+            rows.append(row)
+        output.table(
+            f"RLS cost in ms, {result.iterations} iterations on {result.users:,} users",
+            columns,
+            rows,
+        )
+        missed = [q.name for q in result.queries if not q.within_target]
+        output.say(
+            f"targets: ratio <= {MAX_RATIO:g}x and p95 <= {MAX_P95_MS:g} ms: "
+            + (f"missed by {', '.join(missed)}" if missed else "all within")
+        )
 
     output.emit(as_json, result.as_dict(), human)
 

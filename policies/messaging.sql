@@ -16,9 +16,21 @@ select private.drop_policies('public.notifications');
 
 -- conversations ----------------------------------------------------------------------------
 
+-- The membership test reads the caller's own participant rows inline (one index scan on
+-- (user_id, conversation_id), hashed once per statement; under the participants policy,
+-- whose first arm passes them without a helper) rather than calling my_conversation_ids():
+-- a definer helper costs about 0.15 ms a call, most of a conversation list's cost
+-- (docs/performance.md). Not `exists (… = conversations.id …)`: the planner may then probe
+-- per row, which for a list without a filter means every conversation.
 create policy "Participants can read their conversations"
 on public.conversations for select to authenticated
-using (id in (select private.my_conversation_ids()) or (select private.is_admin()));
+using (
+    id in (
+        select p.conversation_id from public.conversation_participants as p
+        where p.user_id = (select auth.uid())
+    )
+    or (select private.is_admin())
+);
 
 -- Column privileges limit clients to the title.
 create policy "Owners can rename their conversations"
@@ -32,9 +44,15 @@ using (id in (select private.owned_conversation_ids()) or (select private.is_adm
 
 -- conversation_participants ----------------------------------------------------------------
 
+-- Own rows first: they answer without the helper (and the membership tests of the other
+-- messaging policies read exactly those rows).
 create policy "Participants can see who is in their conversations"
 on public.conversation_participants for select to authenticated
-using (conversation_id in (select private.my_conversation_ids()) or (select private.is_admin()));
+using (
+    user_id = (select auth.uid())
+    or conversation_id in (select private.my_conversation_ids())
+    or (select private.is_admin())
+);
 
 -- Column privileges limit clients to last_read_at.
 create policy "Participants can mark their conversations read"
@@ -46,7 +64,13 @@ with check (user_id = (select auth.uid()));
 
 create policy "Participants can read messages of their conversations"
 on public.messages for select to authenticated
-using (conversation_id in (select private.my_conversation_ids()) or (select private.is_admin()));
+using (
+    conversation_id in (
+        select p.conversation_id from public.conversation_participants as p
+        where p.user_id = (select auth.uid())
+    )
+    or (select private.is_admin())
+);
 
 create policy "Participants can post as themselves"
 on public.messages for insert to authenticated

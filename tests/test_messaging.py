@@ -699,3 +699,33 @@ def test_message_history_pages_through_its_index(app_conn: Conn) -> None:
     assert [len(p) for p in pages] == [30, 30, 30, 10]
     assert len({r[0] for r in rows}) == 100
     assert rows == sorted(rows, key=lambda r: (r[1], r[0]), reverse=True)
+
+
+def _executed_function_scans(plan: dict[str, Any]) -> list[str]:
+    found = []
+    if plan.get("Node Type") in ("ProjectSet", "Function Scan") and plan.get("Actual Loops", 0):
+        found.append(plan.get("Subplan Name", plan["Node Type"]))
+    for child in plan.get("Plans", []):
+        found += _executed_function_scans(child)
+    return found
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "select id from public.messages where conversation_id = %(chat)s"
+        " order by created_at desc, id desc limit 50",
+        "select id from public.conversations where id = any(%(chats)s::uuid[])"
+        " order by last_message_at desc nulls last limit 20",
+        "select conversation_id from public.conversation_participants where user_id = %(me)s",
+    ],
+)
+def test_a_participant_reads_messaging_without_calling_a_helper(app_conn: Conn, query: str) -> None:
+    """The membership tests read the caller's own participant rows inline; a definer helper
+    (my_conversation_ids()) costs about 0.15 ms a call, most of these queries' cost."""
+    params = {"chat": ALGEBRA_CHAT, "chats": [ALGEBRA_CHAT, SAM_TOM], "me": SAM}
+    with acting_as(app_conn, "authenticated", SAM):
+        rows = app_conn.execute(query.encode(), params).fetchall()
+        plan = _one(app_conn, "explain (analyze, format json) " + query, params)
+    assert rows
+    assert _executed_function_scans(plan[0]["Plan"]) == [], json.dumps(plan, indent=1)

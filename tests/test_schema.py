@@ -306,3 +306,31 @@ def test_hot_client_queries_avoid_sequential_scans(populated_url: str, name: str
             plan = conn.execute(("explain (format json) " + query).encode(), params).fetchone()
     assert plan is not None
     assert _seq_scans(plan[0][0]["Plan"]) & LARGE_TABLES == set(), json.dumps(plan[0], indent=1)
+
+
+def _largest_node(plan: dict[str, Any]) -> int:
+    return max(
+        [int(plan.get("Actual Rows", 0))] + [_largest_node(p) for p in plan.get("Plans", [])]
+    )
+
+
+@pytest.mark.parametrize("role, user", [("authenticated", SAM), ("anon", None)])
+def test_previews_check_one_course_not_every_published_course(
+    populated_url: str, role: str, user: str | None
+) -> None:
+    """The preview arm of the content policies asks about the course at hand; as
+    `course_id in (select private.visible_course_ids())` it hashed every published course
+    on each read (docs/performance.md)."""
+    with connect(populated_url) as conn:
+        published = conn.execute(
+            "select count(*) from public.courses where status = 'published'"
+        ).fetchone()
+        assert published is not None and published[0] > 1000
+        with acting_as(conn, role, user):
+            plan = conn.execute(
+                "explain (analyze, format json) select id from public.course_content"
+                " where course_id = %s order by position",
+                (ALGEBRA,),
+            ).fetchone()
+    assert plan is not None
+    assert _largest_node(plan[0][0]["Plan"]) < 100, json.dumps(plan[0], indent=1)

@@ -1,100 +1,52 @@
-"""The performance world: hundreds of thousands of rows through COPY in seconds.
+"""The performance world: a few million rows through COPY in seconds.
 
 Rows are generated in Python from cheap arithmetic (no faker: at a million rows the names
-need not be pretty), and streamed with ``COPY … FROM STDIN``. Triggers are skipped for the
-load (``session_replication_role = replica``, as data-only restores do), so the rows the
-triggers would have written (profiles, bookkeeping columns) are written here directly.
+need not be pretty) as finished lines of COPY's text format (:mod:`pysync.seed._rows`), and
+streamed with ``COPY … FROM STDIN`` in blocks of a few thousand lines. Triggers are skipped
+for the load (``session_replication_role = replica``, as data-only restores do), so the rows
+the triggers would have written (profiles, bookkeeping columns, course conversations'
+members, ``conversations.last_message_at``) are written here directly.
 
 Ids are deterministic (``5eed`` + table number + index), so every row can find its
 parents by arithmetic and a second load into the same database fails loudly instead of
 duplicating anything.
+
+After the load, :func:`seed_perf` measures the row-by-row way (``executemany`` of single-row
+``INSERT``s) on a sample of enrollments against COPY of the same sample, so the report states
+COPY's speed-up as a ratio measured on this machine in this run.
 """
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg import errors, sql
 
 from pysync.errors import PysyncError
+from pysync.seed._plan import PerfPlan, perf_id
+from pysync.seed._rows import Rows, steps
 
-__all__ = ["PerfPlan", "PerfReport", "TableLoad", "perf_id", "seed_perf"]
+__all__ = [
+    "BaselineReport",
+    "PerfPlan",
+    "PerfReport",
+    "TableLoad",
+    "measure_baseline",
+    "perf_id",
+    "seed_perf",
+]
 
 #: Called with (table, rows written so far, rows planned) while a table loads.
 Progress = Callable[[str, int, int], None]
 
-_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
-_GOTRUE_META = json.dumps({"provider": "email", "providers": ["email"]})
-_KINDS = {
-    "users": 1,
-    "courses": 2,
-    "course_content": 3,
-    "enrollments": 4,
-    "tutoring_sessions": 5,
-    "assignments": 6,
-    "submissions": 7,
-}
-
-
-def perf_id(kind: str, index: int) -> uuid.UUID:
-    """The id of row ``index`` of a perf table: ``5eed000k-…-<index>``."""
-    return uuid.UUID(int=(0x5EED << 112) | (_KINDS[kind] << 96) | index)
-
-
-@dataclass(frozen=True)
-class PerfPlan:
-    """How many rows of each kind; proportions documented in docs/performance.md.
-
-    At ``users=100_000`` and ``scale=1``: 100k users (with 100k identities and 100k
-    profiles), 10k tutors with 2 courses each (20k courses, 100k lessons), 300k enrollments,
-    90k sessions, 40k assignments and 150k submissions: about a million rows.
-    """
-
-    users: int
-    scale: float = 1.0
-
-    @property
-    def admins(self) -> int:
-        return max(1, self.users // 10_000)
-
-    @property
-    def tutors(self) -> int:
-        return max(1, self.users // 10)
-
-    @property
-    def students(self) -> int:
-        return max(1, self.users - self.admins - self.tutors)
-
-    @property
-    def courses(self) -> int:
-        return self.tutors * 2
-
-    @property
-    def enrollments_per_student(self) -> int:
-        return min(self.courses, max(1, round(10 / 3 * self.scale)))
-
-    def role_of(self, index: int) -> str:
-        if index < self.admins:
-            return "admin"
-        return "tutor" if index < self.admins + self.tutors else "student"
-
-    def student(self, number: int) -> int:
-        """User index of the ``number``-th student."""
-        return self.admins + self.tutors + number
-
-    def tutor(self, number: int) -> int:
-        return self.admins + number % self.tutors
-
-    def enrolled_course(self, student: int, k: int) -> int:
-        # Distinct for k < courses / 7919 … and spread evenly over courses.
-        return (student * 7 + k * 7919) % self.courses
+#: Lines per ``copy.write``: large enough to amortise the call, small enough to stream.
+_BLOCK = 5_000
+#: Rows in the row-by-row baseline sample.
+BASELINE_ROWS = 20_000
 
 
 @dataclass(frozen=True)
@@ -104,11 +56,45 @@ class TableLoad:
     seconds: float
 
 
+@dataclass(frozen=True)
+class BaselineReport:
+    """The same sample of enrollment rows inserted two ways into a copy of the table."""
+
+    rows: int
+    executemany_seconds: float
+    copy_seconds: float
+
+    @property
+    def executemany_rows_per_second(self) -> float:
+        return self.rows / self.executemany_seconds if self.executemany_seconds else 0.0
+
+    @property
+    def copy_rows_per_second(self) -> float:
+        return self.rows / self.copy_seconds if self.copy_seconds else 0.0
+
+    @property
+    def speedup(self) -> float:
+        """How many times faster COPY loaded the sample than ``executemany``."""
+        return self.executemany_seconds / self.copy_seconds if self.copy_seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": "public.enrollments",
+            "rows": self.rows,
+            "executemany_seconds": round(self.executemany_seconds, 3),
+            "executemany_rows_per_second": round(self.executemany_rows_per_second),
+            "copy_seconds": round(self.copy_seconds, 3),
+            "copy_rows_per_second": round(self.copy_rows_per_second),
+            "speedup": round(self.speedup, 1),
+        }
+
+
 @dataclass
 class PerfReport:
     plan: PerfPlan
     tables: list[TableLoad] = field(default_factory=list)
     seconds: float = 0.0
+    baseline: BaselineReport | None = None
 
     @property
     def rows(self) -> int:
@@ -126,164 +112,63 @@ class PerfReport:
             "seconds": round(self.seconds, 2),
             "rows_per_second": round(self.rows_per_second),
             "tables": [
-                {"table": t.table, "rows": t.rows, "seconds": round(t.seconds, 2)}
+                {
+                    "table": t.table,
+                    "rows": t.rows,
+                    "seconds": round(t.seconds, 2),
+                    "rows_per_second": round(t.rows / t.seconds) if t.seconds else 0,
+                }
                 for t in self.tables
             ],
+            "baseline": self.baseline.as_dict() if self.baseline else None,
         }
 
 
-# -- row generators ------------------------------------------------------------------------
-
-
-def _users(plan: PerfPlan, password_hash: str) -> Iterator[Sequence[Any]]:
-    for i in range(plan.users):
-        at = _EPOCH + timedelta(minutes=i)
-        meta = f'{{"provider": "email", "providers": ["email"], "app_role": "{plan.role_of(i)}"}}'
-        yield (
-            "00000000-0000-0000-0000-000000000000", perf_id("users", i), "authenticated",
-            "authenticated", f"user{i}@perf.invalid", password_hash, at, meta,
-            f'{{"display_name": "Perf User {i}"}}', at, at, "", "", "", "",
-        )  # fmt: skip
-
-
-def _identities(plan: PerfPlan) -> Iterator[Sequence[Any]]:
-    for i in range(plan.users):
-        user_id = perf_id("users", i)
-        data = f'{{"sub": "{user_id}", "email": "user{i}@perf.invalid", "email_verified": true}}'
-        at = _EPOCH + timedelta(minutes=i)
-        yield (str(user_id), user_id, data, "email", at, at)
-
-
-def _profiles(plan: PerfPlan) -> Iterator[Sequence[Any]]:
-    for i in range(plan.users):
-        yield (perf_id("users", i), f"Perf User {i}", plan.role_of(i))
-
-
-def _courses(plan: PerfPlan) -> Iterator[Sequence[Any]]:
-    for c in range(plan.courses):
-        published = c % 10 != 0
-        published_at = _EPOCH + timedelta(hours=c) if published else None
-        yield (
-            perf_id("courses", c), perf_id("users", plan.tutor(c // 2)), f"Course {c}",
-            "published" if published else "draft", published_at,
-        )  # fmt: skip
-
-
-def _content(plan: PerfPlan) -> Iterator[Sequence[Any]]:
-    for c in range(plan.courses):
-        for position in range(5):
-            index = c * 5 + position
-            yield (
-                perf_id("course_content", index), perf_id("courses", c), "lesson", position,
-                f"Lesson {position + 1}", f"Body of lesson {position + 1} of course {c}",
-                position == 0,
-            )  # fmt: skip
-
-
-def _enrollments(plan: PerfPlan) -> Iterator[Sequence[Any]]:
-    index = 0
-    for s in range(plan.students):
-        for k in range(plan.enrollments_per_student):
-            yield (
-                perf_id("enrollments", index), perf_id("users", plan.student(s)),
-                perf_id("courses", plan.enrolled_course(s, k)), "active",
-            )  # fmt: skip
-            index += 1
-
-
-def _sessions(plan: PerfPlan) -> Iterator[Sequence[Any]]:
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    for s in range(plan.students):
-        # Spread over four weeks around now; requested and completed sessions may overlap.
-        starts = now + timedelta(hours=(s * 37) % (24 * 28) - 24 * 14)
-        status = "completed" if starts < now else "requested"
-        yield (
-            perf_id("tutoring_sessions", s), perf_id("users", plan.tutor(s)),
-            perf_id("users", plan.student(s)), starts, starts + timedelta(minutes=45), status,
-        )  # fmt: skip
-
-
-def _assignments(plan: PerfPlan) -> Iterator[Sequence[Any]]:
-    for c in range(plan.courses):
-        for k in range(2):
-            yield (
-                perf_id("assignments", c * 2 + k), perf_id("courses", c), f"Assignment {k + 1}",
-                _EPOCH + timedelta(days=30 + k * 7),
-            )  # fmt: skip
-
-
-def _submissions(plan: PerfPlan) -> Iterator[Sequence[Any]]:
-    index = 0
-    for s in range(plan.students):
-        for k in range(plan.enrollments_per_student):
-            if (s + k) % 2:
-                continue  # half of the enrollments have handed in the first assignment
-            course = plan.enrolled_course(s, k)
-            yield (
-                perf_id("submissions", index), perf_id("assignments", course * 2),
-                perf_id("users", plan.student(s)), "submitted", f"Answer {index}",
-            )  # fmt: skip
-            index += 1
-
-
-def _steps(
-    plan: PerfPlan, password_hash: str
-) -> list[tuple[str, list[str], int, Iterator[Sequence[Any]]]]:
-    e = plan.enrollments_per_student * plan.students
-    return [
-        ("auth.users", [
-            "instance_id", "id", "aud", "role", "email", "encrypted_password",
-            "email_confirmed_at", "raw_app_meta_data", "raw_user_meta_data", "created_at",
-            "updated_at", "confirmation_token", "recovery_token", "email_change_token_new",
-            "email_change",
-        ], plan.users, _users(plan, password_hash)),
-        ("auth.identities", [
-            "provider_id", "user_id", "identity_data", "provider", "created_at", "updated_at",
-        ], plan.users, _identities(plan)),
-        ("public.profiles", ["id", "display_name", "role"], plan.users, _profiles(plan)),
-        ("public.courses", ["id", "tutor_id", "title", "status", "published_at"],
-         plan.courses, _courses(plan)),
-        ("public.course_content", [
-            "id", "course_id", "kind", "position", "title", "body", "is_preview",
-        ], plan.courses * 5, _content(plan)),
-        ("public.enrollments", ["id", "student_id", "course_id", "status"], e, _enrollments(plan)),
-        ("public.tutoring_sessions", [
-            "id", "tutor_id", "student_id", "starts_at", "ends_at", "status",
-        ], plan.students, _sessions(plan)),
-        ("public.assignments", ["id", "course_id", "title", "due_at"],
-         plan.courses * 2, _assignments(plan)),
-        ("public.submissions", ["id", "assignment_id", "student_id", "status", "body"],
-         (e + 1) // 2, _submissions(plan)),
-    ]  # fmt: skip
+def _copy_statement(table: str, columns: Sequence[str]) -> sql.Composed:
+    schema, name = table.split(".")
+    return sql.SQL("copy {} ({}) from stdin").format(
+        sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
 
 
 def _copy(
     conn: psycopg.Connection[Any],
     table: str,
-    columns: list[str],
+    columns: Sequence[str],
     planned: int,
-    rows: Iterator[Sequence[Any]],
+    lines: Rows,
     progress: Progress,
 ) -> int:
-    schema, name = table.split(".")
-    statement = sql.SQL("copy {} ({}) from stdin").format(
-        sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
     written = 0
-    with conn.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-            written += 1
-            if written % 20_000 == 0:
-                progress(table, written, planned)
+    block: list[str] = []
+    with conn.cursor() as cursor, cursor.copy(_copy_statement(table, columns)) as copy:
+        for line in lines:
+            block.append(line)
+            if len(block) == _BLOCK:
+                copy.write("".join(block))
+                written += _BLOCK
+                block.clear()
+                if written % (_BLOCK * 4) == 0:
+                    progress(table, written, planned)
+        if block:
+            copy.write("".join(block))
+            written += len(block)
     progress(table, written, planned)
     return written
 
 
 def seed_perf(
-    conn: psycopg.Connection[Any], plan: PerfPlan, progress: Progress | None = None
+    conn: psycopg.Connection[Any],
+    plan: PerfPlan,
+    progress: Progress | None = None,
+    *,
+    baseline: bool = True,
 ) -> PerfReport:
-    """Load the perf world in one transaction (all or nothing), then ANALYZE it."""
+    """Load the perf world in one transaction (all or nothing), then ANALYZE it.
+
+    With ``baseline``, then time :func:`measure_baseline` on a sample (at most
+    :data:`BASELINE_ROWS`) of the world's enrollments.
+    """
     if plan.users < 20:
         raise PysyncError("the perf world needs at least 20 users")
     say = progress or (lambda _table, _done, _planned: None)
@@ -297,9 +182,9 @@ def seed_perf(
                 "select extensions.crypt('password123', extensions.gen_salt('bf', 4))"
             ).fetchone()
             assert row is not None
-            for table, columns, planned, rows in _steps(plan, str(row[0])):
+            for table, columns, planned, lines in steps(plan, str(row[0])):
                 table_started = time.perf_counter()
-                written = _copy(conn, table, columns, planned, rows, say)
+                written = _copy(conn, table, columns, planned, lines, say)
                 report.tables.append(TableLoad(table, written, time.perf_counter() - table_started))
     except errors.UniqueViolation as exc:
         raise PysyncError(
@@ -311,4 +196,47 @@ def seed_perf(
     for load in report.tables:
         schema, name = load.table.split(".")
         conn.execute(sql.SQL("analyze {}").format(sql.Identifier(schema, name)))
+    if baseline:
+        report.baseline = measure_baseline(conn, min(BASELINE_ROWS, plan.enrollments))
     return report
+
+
+def measure_baseline(conn: psycopg.Connection[Any], rows: int) -> BaselineReport:
+    """Insert the first ``rows`` enrollments of the loaded world into an empty copy of
+    ``public.enrollments`` (same columns, defaults, checks and indexes), once with
+    ``executemany`` and once with COPY, and roll both back.
+
+    The copy is a temporary table, so neither way pays for WAL and both pay for the same
+    index maintenance; the ratio is COPY's advantage alone.
+    """
+    if rows < 1:
+        raise ValueError("the baseline needs at least one row")
+    columns = ("id", "student_id", "course_id", "status")
+    sample = conn.execute(
+        "select id, student_id, course_id, status from public.enrollments order by id limit %s",
+        (rows,),
+    ).fetchall()
+    lines = [f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\n" for r in sample]
+    timings: list[float] = []
+    for way in ("executemany", "copy"):
+        with conn.transaction(force_rollback=True):
+            conn.execute(
+                "create temporary table perf_baseline"
+                " (like public.enrollments including defaults including constraints"
+                " including indexes) on commit drop"
+            )
+            started = time.perf_counter()
+            with conn.cursor() as cursor:
+                if way == "executemany":
+                    cursor.executemany(
+                        "insert into perf_baseline (id, student_id, course_id, status)"
+                        " values (%s, %s, %s, %s)",
+                        sample,
+                    )
+                else:
+                    statement = _copy_statement("pg_temp.perf_baseline", columns)
+                    with cursor.copy(statement) as copy:
+                        for start in range(0, len(lines), _BLOCK):
+                            copy.write("".join(lines[start : start + _BLOCK]))
+            timings.append(time.perf_counter() - started)
+    return BaselineReport(len(sample), timings[0], timings[1])
