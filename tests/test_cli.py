@@ -189,3 +189,33 @@ def test_help_lists_the_db_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     for command in ("start", "stop", "status", "push", "reset", "new", "lint"):
         assert command in out
+
+
+def _leaf_commands() -> list[tuple[str, set[str]]]:
+    import typer.main
+
+    from pysync_cli.main import app
+
+    found: list[tuple[str, set[str]]] = []
+
+    def walk(command: Any, path: list[str]) -> None:
+        children = getattr(command, "commands", None)
+        if children:
+            for name, child in children.items():
+                walk(child, [*path, name])
+        else:
+            options = {o for p in command.params for o in getattr(p, "opts", [])}
+            found.append((" ".join(path), options))
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+def test_every_command_speaks_json() -> None:
+    commands = _leaf_commands()
+    assert len(commands) > 20
+    assert [name for name, options in commands if "--json" not in options] == []
+    # Everything that talks to a database can target any database; the exceptions work on
+    # files (new, lint) or on scratch databases of the embedded cluster (bench gateway).
+    no_target = sorted(name for name, options in commands if "--db-url" not in options)
+    assert no_target == ["bench gateway", "db lint", "db new"]
