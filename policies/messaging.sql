@@ -2,9 +2,10 @@
 --
 -- Nobody inserts conversations or participants through the API: the RPCs
 -- public.start_direct_conversation() and public.start_course_conversation() and the
--- membership triggers do (see the messaging migration). Admins can read every conversation
--- (safeguarding: tutors and students, often minors) and remove messages, but post only where
--- they are participants. Notifications are written by triggers and service_role only.
+-- membership triggers do (see the messaging migration). Conversations are private to their
+-- participants, admins included: only participants read or post, only the sender edits or
+-- deletes a message. Moderation runs server-side with the service role, which bypasses RLS.
+-- Notifications are written by triggers and service_role only.
 
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
@@ -29,18 +30,17 @@ using (
         select p.conversation_id from public.conversation_participants as p
         where p.user_id = (select auth.uid())
     )
-    or (select private.is_admin())
 );
 
 -- Column privileges limit clients to the title.
 create policy "Owners can rename their conversations"
 on public.conversations for update to authenticated
-using (id in (select private.owned_conversation_ids()) or (select private.is_admin()))
-with check (id in (select private.owned_conversation_ids()) or (select private.is_admin()));
+using (id in (select private.owned_conversation_ids()))
+with check (id in (select private.owned_conversation_ids()));
 
 create policy "Owners can delete their conversations"
 on public.conversations for delete to authenticated
-using (id in (select private.owned_conversation_ids()) or (select private.is_admin()));
+using (id in (select private.owned_conversation_ids()));
 
 -- conversation_participants ----------------------------------------------------------------
 
@@ -51,7 +51,6 @@ on public.conversation_participants for select to authenticated
 using (
     user_id = (select auth.uid())
     or conversation_id in (select private.my_conversation_ids())
-    or (select private.is_admin())
 );
 
 -- Column privileges limit clients to last_read_at.
@@ -69,7 +68,6 @@ using (
         select p.conversation_id from public.conversation_participants as p
         where p.user_id = (select auth.uid())
     )
-    or (select private.is_admin())
 );
 
 create policy "Participants can post as themselves"
@@ -79,23 +77,16 @@ with check (
     and conversation_id in (select private.my_conversation_ids())
 );
 
--- private.guard_message() narrows this: senders edit or soft-delete their own messages,
--- admins only soft-delete others'.
-create policy "Senders can edit their messages; admins moderate"
+-- private.guard_message() narrows this: senders edit or soft-delete their own messages.
+create policy "Senders can edit their own messages"
 on public.messages for update to authenticated
-using (
-    (sender_id = (select auth.uid()) and conversation_id in (select private.my_conversation_ids()))
-    or (select private.is_admin())
-)
+using (sender_id = (select auth.uid()) and conversation_id in (select private.my_conversation_ids()))
 with check (
-    (sender_id = (select auth.uid()) and conversation_id in (select private.my_conversation_ids()))
-    or (select private.is_admin())
+    sender_id = (select auth.uid()) and conversation_id in (select private.my_conversation_ids())
 );
 
--- Clients soft-delete (deleted_at); a hard delete is for admins and service_role.
-create policy "Admins can delete messages"
-on public.messages for delete to authenticated
-using ((select private.is_admin()));
+-- Clients soft-delete (deleted_at); there is no delete policy: a hard delete is for
+-- service_role only (GDPR erasure, moderation tools).
 
 -- notifications ----------------------------------------------------------------------------
 

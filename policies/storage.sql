@@ -6,8 +6,9 @@
 --   course-materials/<course id>/...               enrolled students and the tutor read;
 --                                                  the tutor writes
 --   submissions/<user id>/<assignment id>/...      the student writes; the course tutor reads
---   chat-attachments/<conversation id>/...         participants read and upload; the
---                                                  uploader replaces and deletes
+--   chat-attachments/<conversation id>/...         participants only, admins included
+--                                                  (conversations are private): they read and
+--                                                  upload; the uploader replaces and deletes
 
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
@@ -73,7 +74,7 @@ using (
         bucket_id = 'chat-attachments'
         and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
     )
-    or (select private.is_admin())
+    or ((select private.is_admin()) and bucket_id <> 'chat-attachments')
 );
 
 create policy "Users can upload where their role allows"
@@ -95,7 +96,7 @@ with check (
         bucket_id = 'chat-attachments'
         and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
     )
-    or (select private.is_admin())
+    or ((select private.is_admin()) and bucket_id <> 'chat-attachments')
 );
 
 create policy "Users replace the files they may upload"
@@ -112,7 +113,7 @@ using (
         and coalesce(owner_id, owner::text) = (select auth.uid())::text
         and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
     )
-    or (select private.is_admin())
+    or ((select private.is_admin()) and bucket_id <> 'chat-attachments')
 )
 with check (
     (bucket_id = 'avatars' and (storage.foldername(name))[1] = (select auth.uid())::text)
@@ -132,7 +133,7 @@ with check (
         and coalesce(owner_id, owner::text) = (select auth.uid())::text
         and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
     )
-    or (select private.is_admin())
+    or ((select private.is_admin()) and bucket_id <> 'chat-attachments')
 );
 
 create policy "Users delete the files they may upload"
@@ -149,5 +150,5 @@ using (
         and coalesce(owner_id, owner::text) = (select auth.uid())::text
         and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
     )
-    or (select private.is_admin())
+    or ((select private.is_admin()) and bucket_id <> 'chat-attachments')
 );

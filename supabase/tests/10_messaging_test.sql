@@ -53,10 +53,9 @@ select policies_are('public', 'conversation_participants', array[
     'Participants can see who is in their conversations'
 ]);
 select policies_are('public', 'messages', array[
-    'Admins can delete messages',
     'Participants can post as themselves',
     'Participants can read messages of their conversations',
-    'Senders can edit their messages; admins moderate'
+    'Senders can edit their own messages'
 ]);
 select policies_are('public', 'notifications', array[
     'Users can delete their notifications',
