@@ -20,6 +20,7 @@ import psycopg
 from psycopg import errors
 from psycopg.pq import TransactionStatus
 
+from pysync.auth.users import lookup_user
 from pysync.errors import ErasureRefusedError, UnknownUserError
 from pysync.rls.request import impersonate
 
@@ -28,21 +29,10 @@ __all__ = ["delete_user", "export_user", "resolve_user"]
 
 def resolve_user(conn: psycopg.Connection[Any], user: str) -> uuid.UUID:
     """The id of the account named by ``user``: an id, or an e-mail address (any case)."""
-    try:
-        wanted: uuid.UUID | None = uuid.UUID(user)
-    except ValueError:
-        wanted = None
-    if wanted is not None:
-        row = conn.execute("select u.id from auth.users as u where u.id = %s", (wanted,)).fetchone()
-    else:
-        row = conn.execute(
-            "select u.id from auth.users as u where lower(u.email) = lower(%s)"
-            " order by u.created_at",
-            (user.strip(),),
-        ).fetchone()
-    if row is None:
+    found = lookup_user(conn, user.strip())
+    if found is None:
         raise UnknownUserError(f"no user with e-mail or id {user!r}")
-    return cast(uuid.UUID, row[0])
+    return found[0]
 
 
 def export_user(conn: psycopg.Connection[Any], user: str) -> dict[str, Any]:

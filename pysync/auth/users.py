@@ -48,8 +48,10 @@ __all__ = [
     "find_user",
     "get_user",
     "list_users",
+    "lookup_user",
     "mint_user_token",
     "open_session",
+    "parse_user_id",
 ]
 
 #: GoTrue's ``DONTUSEINSTANCEID``: always the zero uuid.
@@ -248,6 +250,32 @@ def get_user(conn: Conn, user_id: str) -> LocalUser:
     if row is None:
         raise AuthError(f"no user {user_id}", code="user_not_found", status=404)
     return _user(row)
+
+
+def parse_user_id(text: str) -> uuid.UUID | None:
+    """``text`` as a user id, or None when it is not a uuid (then it names an e-mail)."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def lookup_user(conn: Conn, who: str) -> tuple[uuid.UUID, str | None] | None:
+    """``(id, email)`` of the account ``who`` names, by id or by e-mail (any case), or None.
+
+    Commands that take "a user" (``gdpr``, ``rls explain``) accept either, and each says in
+    its own words what it could not find.
+    """
+    user_id = parse_user_id(who)
+    if user_id is not None:
+        row = conn.execute("select id, email from auth.users where id = %s", (user_id,)).fetchone()
+    else:
+        row = conn.execute(
+            "select id, email from auth.users where lower(email) = lower(%s)"
+            " order by created_at limit 1",
+            (who,),
+        ).fetchone()
+    return (row[0], row[1]) if row else None
 
 
 def find_user(conn: Conn, email: str) -> UserRecord:

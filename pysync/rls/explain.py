@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pysync.auth.users import lookup_user, parse_user_id
 from pysync.errors import PysyncError
 from pysync.rls.request import impersonate
 
@@ -47,25 +48,16 @@ def resolve_actor(conn: psycopg.Connection[Any], who: str) -> Actor:
     """``anon``, ``service_role``, a user's e-mail or a user's id, as an :class:`Actor`."""
     if who in ("anon", "service_role"):
         return Actor(role=who)
-    try:
-        user_id: uuid.UUID | None = uuid.UUID(who)
-    except ValueError:
-        user_id = None
+    user_id = parse_user_id(who)
     if user_id is None and "@" not in who:
         raise UnknownUserError(
             f"--as takes a user's e-mail or id, anon or service_role (got {who!r})"
         )
-    if user_id is not None:
-        row = conn.execute("select id, email from auth.users where id = %s", (user_id,)).fetchone()
-        missing = f"no user with id {who} in auth.users"
-    else:
-        row = conn.execute(
-            "select id, email from auth.users where lower(email) = lower(%s)", (who,)
-        ).fetchone()
-        missing = f"no user with e-mail {who} in auth.users"
-    if row is None:
-        raise UnknownUserError(missing)
-    return Actor(role="authenticated", user_id=row[0], email=row[1])
+    found = lookup_user(conn, who)
+    if found is None:
+        kind = "id" if user_id is not None else "e-mail"
+        raise UnknownUserError(f"no user with {kind} {who} in auth.users")
+    return Actor(role="authenticated", user_id=found[0], email=found[1])
 
 
 def explain_as(
