@@ -1,0 +1,1 @@
+"""pysync.sync: the offline-first sync client (see docs/sync-protocol.md)."""
