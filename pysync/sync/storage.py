@@ -410,6 +410,17 @@ class Storage:
         if self._run(f"DELETE FROM {quote(table)} WHERE id = ?", (str(row_id),)):  # noqa: S608
             self._touched(table)
 
+    def set_row_version(self, table: str, row_id: str, version: int) -> None:
+        """Record the server version an applied op gave the row (never lower it: a pull may
+        already have brought a later one)."""
+        changed = self._run(
+            f"UPDATE {quote(table)} SET version = ? "  # noqa: S608
+            "WHERE id = ? AND (version IS NULL OR version < ?)",
+            (version, str(row_id), version),
+        )
+        if changed:
+            self._touched(table)
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run an application query on the local tables (JSON columns come back as text)."""
         return self._all(sql, params)
