@@ -1,0 +1,154 @@
+"""A small world for sync tests: users, courses and conversations made as the platform would
+make them, gateways acting as each user, and a reference puller that follows
+docs/sync-protocol.md literally (so server tests do not depend on the SQLite client)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from pysync.auth import LocalAuth, LocalUser
+from pysync.client import Client, _as_authenticator
+from pysync.config import LOCAL_JWT_SECRET
+from pysync.gateway import Gateway, PostgresGateway
+from tests.helpers import connect
+
+
+class SyncWorld:
+    """Users and rows of one app database; every write here is the platform's (postgres)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.auth = LocalAuth(url, jwt_secret=LOCAL_JWT_SECRET, bcrypt_cost=4)
+        self.api = PostgresGateway.connect(_as_authenticator(url), jwt_secret=LOCAL_JWT_SECRET)
+
+    def user(self, role: str = "student") -> LocalUser:
+        return self.auth.create_user(
+            f"{role}-{uuid.uuid4().hex[:10]}@example.com",
+            "pw-123456",
+            app_metadata={"app_role": role},
+            user_metadata={"display_name": role.title()},
+        )
+
+    def client(self, user: LocalUser) -> Client:
+        return Client.for_token(self.api, self.auth.session_for(user).access_token)
+
+    def gateway(self, user: LocalUser) -> Gateway:
+        return self.client(user).gateway
+
+    def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run one statement as postgres, committed; its rows."""
+        with connect(self.url) as conn:
+            cursor = conn.execute(statement, params)
+            rows = cursor.fetchall() if cursor.description else []
+            conn.commit()
+        return [tuple(row) for row in rows]
+
+    def course(self, tutor: LocalUser, *, lessons: int = 2) -> str:
+        course_id = str(uuid.uuid4())
+        self.sql(
+            "insert into public.courses (id, tutor_id, title, status, published_at)"
+            " values (%s, %s, 'Algebra', 'published', now())",
+            course_id,
+            tutor.id,
+        )
+        for position in range(lessons):
+            self.lesson(course_id, position)
+        return course_id
+
+    def lesson(self, course_id: str, position: int, *, preview: bool = False) -> str:
+        lesson_id = str(uuid.uuid4())
+        self.sql(
+            "insert into public.course_content (id, course_id, kind, position, title, body,"
+            " is_preview) values (%s, %s, 'lesson', %s, %s, 'text', %s)",
+            lesson_id,
+            course_id,
+            position,
+            f"Lesson {position}",
+            preview,
+        )
+        return lesson_id
+
+    def enroll(self, student: LocalUser, course_id: str) -> str:
+        rows = self.sql(
+            "insert into public.enrollments (student_id, course_id, status) values (%s, %s,"
+            " 'active') returning id::text",
+            student.id,
+            course_id,
+        )
+        return str(rows[0][0])
+
+    def close(self) -> None:
+        self.api.close()
+
+
+@dataclass
+class RefPuller:
+    """The protocol's apply rules, kept in dictionaries: the reference client."""
+
+    gateway: Gateway
+    subscriptions: list[dict[str, str]] = field(default_factory=list)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # table -> id -> row
+    bucket_columns: dict[str, str] = field(default_factory=dict)
+    pages: int = 0
+
+    def __post_init__(self) -> None:
+        schema = self.gateway.rpc("sync_schema")
+        self.bucket_columns = {t["name"]: t["bucket_column"] for t in schema["tables"]}
+
+    def _in_bucket(self, table: str, key: str) -> dict[str, dict[str, Any]]:
+        column = self.bucket_columns[table]
+        held = self.rows.get(table, {})
+        return {i: r for i, r in held.items() if str(r[column]) == key}
+
+    def pull_page(self, limit: int = 1000) -> dict[str, Any]:
+        request = {"buckets": self.states, "subscriptions": self.subscriptions, "limit": limit}
+        page: dict[str, Any] = self.gateway.rpc("sync_pull", {"request": request}, read_only=True)
+        self.pages += 1
+        for bucket in page["removed_buckets"]:
+            table, key = bucket.split(":", 1)
+            for row_id in self._in_bucket(table, key):
+                del self.rows[table][row_id]
+            self.states.pop(bucket, None)
+        for entry in page["buckets"]:
+            table, key = entry["table"], entry["key"]
+            resumed = (self.states.get(entry["bucket"]) or {}).get("after") is not None
+            if entry["state"] == "reset" and not resumed:
+                for row_id in self._in_bucket(table, key):
+                    del self.rows[table][row_id]
+            local = self.rows.setdefault(table, {})
+            for row in entry["rows"]:
+                old = local.get(row["id"])
+                if old is None or old["version"] <= row["version"]:
+                    local[row["id"]] = row
+            for row_id in entry["removed"]:
+                if row_id in local and str(local[row_id][self.bucket_columns[table]]) == key:
+                    del local[row_id]
+            previous = self.states.get(entry["bucket"]) or {"cursor": None}
+            if entry["complete"]:
+                self.states[entry["bucket"]] = {
+                    "cursor": entry["cursor"],
+                    "round": None,
+                    "after": None,
+                }
+            else:
+                self.states[entry["bucket"]] = {
+                    "cursor": previous["cursor"],
+                    "round": entry["round"],
+                    "after": entry["after"],
+                }
+        for bucket in page["unchanged"]:
+            self.states[bucket] = {"cursor": page["snapshot"], "round": None, "after": None}
+        return page
+
+    def pull(self, limit: int = 1000) -> dict[str, Any]:
+        """Pull until the server has nothing more; the last page."""
+        page = self.pull_page(limit)
+        while page["has_more"]:
+            page = self.pull_page(limit)
+        return page
+
+    def ids(self, table: str) -> set[str]:
+        return set(self.rows.get(table, {}))
