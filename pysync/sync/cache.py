@@ -497,7 +497,7 @@ class SyncCache:
         held = sorted(self._storage.buckets())
         if not held:
             return ChecksumsCompared(frozenset())
-        response = self._connector.checksums(held)
+        response = self._connector.checksums(held, self._storage.live_subscriptions(self._now()))
         with self._storage.transaction():
             for bucket in response.removed_buckets:
                 self._storage.forget_bucket(bucket)

@@ -26,6 +26,7 @@ from pysync.sync.wire import (
     PushOp,
     PushResponse,
     SchemaInfo,
+    Subscription,
     parse_checksums,
     parse_pull,
     parse_push,
@@ -93,8 +94,14 @@ class Connector:
     def pull(self, request: PullRequest) -> PullResponse:
         return parse_pull(self._call("sync_pull", {"request": request.to_json()}, read_only=True))
 
-    def checksums(self, buckets: Sequence[str]) -> ChecksumsResponse:
-        raw = self._call("sync_checksums", {"request": {"buckets": list(buckets)}}, read_only=True)
+    def checksums(
+        self, buckets: Sequence[str], subscriptions: Sequence[Subscription] = ()
+    ) -> ChecksumsResponse:
+        """Checksums of ``buckets``. The server resolves on-demand buckets from
+        ``subscriptions`` (not in the doc's request shape, but read by the SQL): without
+        them every on-demand bucket comes back in ``removed_buckets``."""
+        request = {"buckets": list(buckets), "subscriptions": [s.to_json() for s in subscriptions]}
+        raw = self._call("sync_checksums", {"request": request}, read_only=True)
         return parse_checksums(raw)
 
     def push(self, client_id: str, ops: Sequence[PushOp]) -> PushResponse:

@@ -746,7 +746,7 @@ class Storage:
                     )
                     if current is not None and current["k"] == b.key:
                         self.delete_row(b.table, row_id)
-                state = b.next_state
+                state = b.next_state(sent)
                 if b.bucket in known:
                     self._run(
                         "UPDATE _sync_buckets SET streams = ?, cursor = ?, round = ?, after = ? "

@@ -200,14 +200,18 @@ class BucketPage:
     round: str | None
     after: str | None
 
-    @property
-    def next_state(self) -> BucketState:
-        """The state to store and send back next time (rule 3 of the apply rules)."""
+    def next_state(self, previous: BucketState | None) -> BucketState:
+        """The state to store and send back next time (rule 3 of the apply rules).
+
+        Mid-round the server answers ``cursor: null``; the cursor the round started from is
+        kept (the server keeps filtering the round's later pages by it, and a null cursor would
+        turn the bucket into a new one, served whole and without removals)."""
         if self.complete:
             return BucketState(cursor=self.cursor)
-        # Mid-round the server's answer is sent back as it came ("send back exactly what the
-        # server returned"), cursor included.
-        return BucketState(cursor=self.cursor, round=self.round, after=self.after)
+        cursor = self.cursor
+        if cursor is None and previous is not None:
+            cursor = previous.cursor
+        return BucketState(cursor=cursor, round=self.round, after=self.after)
 
 
 @dataclass(frozen=True)
