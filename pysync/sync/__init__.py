@@ -14,6 +14,7 @@ from pysync.sync.errors import CacheLocked, SchemaMismatch, SyncError, UnknownTa
 from pysync.sync.schema import LOCAL_SCHEMA_VERSION
 from pysync.sync.status import ProgressCallback, StreamProgress, SyncStatus
 from pysync.sync.storage import DeadLetter
+from pysync.sync.triggers import NudgeSource, PgNudges, Triggers
 
 __all__ = [
     "LOCAL_SCHEMA_VERSION",
@@ -22,6 +23,8 @@ __all__ = [
     "ConflictPolicy",
     "Connector",
     "DeadLetter",
+    "NudgeSource",
+    "PgNudges",
     "ProgressCallback",
     "RejectedCallback",
     "Resolver",
@@ -30,6 +33,7 @@ __all__ = [
     "SyncCache",
     "SyncError",
     "SyncStatus",
+    "Triggers",
     "UnknownTable",
     "Watch",
     "WrongKey",
