@@ -289,3 +289,50 @@ def test_one_cache_file_cannot_be_opened_twice(world: SyncWorld, tmp_path: Path)
     user = world.user("student")
     with SyncCache.open(world.client(user), tmp_path / "x.db"), pytest.raises(CacheLocked):
         SyncCache.open(world.client(user), tmp_path / "x.db")
+
+
+def test_subscription_brings_a_bucket_and_unsubscribe_drops_it(
+    world: SyncWorld, tmp_path: Path
+) -> None:
+    tutor, student = world.user("tutor"), world.user("student")
+    course = world.course(tutor, lessons=0)
+    preview = world.lesson(course, 0, preview=True)
+    with SyncCache.open(world.client(student), tmp_path / "s.db") as cache:
+        cache.subscribe("course_preview", course)
+        cache.sync()
+        assert cache.get("course_content", preview) is not None
+        assert f"course_content:{course}" in cache.held_buckets()
+        assert cache.status().streams["course_preview"].rows == 1
+        cache.reconcile()  # the on-demand bucket survives checksums (subscriptions are sent)
+        assert cache.get("course_content", preview) is not None
+        cache.unsubscribe("course_preview", course)
+        cache.sync()
+        assert cache.get("course_content", preview) is None
+        assert f"course_content:{course}" not in cache.held_buckets()
+
+
+def test_nudge_on_a_held_bucket_triggers_a_pull(
+    world: SyncWorld, chat: tuple[Any, Any, str], tmp_path: Path
+) -> None:
+    import time
+
+    from pysync.sync import PgNudges, Triggers
+
+    tutor, student, conversation = chat
+    with SyncCache.open(world.client(student), tmp_path / "n.db") as cache:
+        triggers = Triggers(
+            cache, period=3600, debounce=0.05, nudges=lambda cb: PgNudges(world.url, cb, poll=0.05)
+        )
+        try:
+            triggers.start()
+            deadline = time.monotonic() + 10
+            while triggers.runs < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)  # the listener subscribes after the first run
+            sent = world.client(tutor).messages.send(conversation, "ping")
+            while cache.storage.get_row("messages", str(sent.id)) is None:
+                assert time.monotonic() < deadline, "the nudge did not bring the message"
+                time.sleep(0.05)
+            assert triggers.runs >= 2
+        finally:
+            triggers.close()

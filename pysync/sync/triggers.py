@@ -11,6 +11,7 @@ object with ``set_buckets`` and ``close`` (:class:`NudgeSource`) plugs in the sa
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -110,6 +111,15 @@ class Triggers:
             self._nudges.close()
 
 
+def _bucket_of(channel: str, payload: str) -> str:
+    """The bucket a NOTIFY is about: its payload's ``bucket``, else the topic's tail."""
+    try:
+        bucket = json.loads(payload)["payload"]["bucket"]
+    except (ValueError, KeyError, TypeError):
+        return channel.removeprefix("sync:")
+    return str(bucket)
+
+
 class PgNudges:
     """``LISTEN "sync:<table>:<key>"`` for each held bucket on a dedicated connection; calls
     ``on_nudge(bucket)`` for each notification. For the local database (and tests)."""
@@ -125,7 +135,10 @@ class PgNudges:
         self._thread.start()
 
     def set_buckets(self, buckets: Iterable[str]) -> None:
-        wanted = {f"sync:{b}" for b in buckets}
+        # The contract's topic is "sync:<table>:<key>"; the server (20261201090000_sync.sql,
+        # private.sync_nudge) currently sends on "sync:<key>". Listening on both keeps nudges
+        # working whichever side is brought in line; the payload names the bucket either way.
+        wanted = {f"sync:{b}" for b in buckets} | {f"sync:{b.partition(':')[2]}" for b in buckets}
         with self._lock:
             for topic in sorted(wanted - self._topics):
                 self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(topic)))
@@ -141,7 +154,7 @@ class PgNudges:
                 except psycopg.Error:
                     return
             for notice in notices:
-                self._on_nudge(notice.channel.removeprefix("sync:"))
+                self._on_nudge(_bucket_of(notice.channel, notice.payload))
             self._stop.wait(self._poll)
 
     def close(self) -> None:
