@@ -1,0 +1,620 @@
+"""The offline cache: the one object an application uses.
+
+:class:`SyncCache` ties the parts together: local reads and writes go to :mod:`.storage`
+through the CRUD queue (:mod:`.outbox`); :meth:`SyncCache.sync` drives the protocol's state
+machine (:mod:`.protocol`), doing the I/O it asks for through the :mod:`.connector`; push
+results settle ops (applied, conflict through :mod:`.conflicts`, rejected to dead letters).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from pysync.gateway import GatewayError
+from pysync.sync.conflicts import ConflictContext, ConflictPolicy, resolve
+from pysync.sync.connector import Connector, GatewaySource, retryable
+from pysync.sync.errors import CacheLocked, SyncError, UnknownTable
+from pysync.sync.outbox import Outbox
+from pysync.sync.protocol import (
+    Checksums,
+    ChecksumsCompared,
+    Connectivity,
+    Done,
+    Event,
+    Failed,
+    Fatal,
+    Instruction,
+    Nudged,
+    Phase,
+    Pull,
+    Pulled,
+    Push,
+    Pushed,
+    RetryAfter,
+    SyncMachine,
+    SyncRequested,
+    TimerFired,
+)
+from pysync.sync.status import ProgressCallback, StreamProgress, SyncStatus
+from pysync.sync.storage import DeadLetter, OutboxOp, Storage
+from pysync.sync.wire import BucketState, OpResult, PullRequest, PushResponse
+
+__all__ = ["RejectedCallback", "SyncCache", "Watch"]
+
+Row = dict[str, Any]
+RejectedCallback = Callable[[DeadLetter], None]
+ConflictCallback = Callable[[ConflictContext, "dict[str, Any] | None"], None]
+
+
+@dataclass
+class Watch:
+    """A live query; :meth:`close` stops it."""
+
+    sql: str
+    tables: frozenset[str]
+    _stop: Callable[[], None]
+
+    def close(self) -> None:
+        self._stop()
+
+
+def _references(data: Mapping[str, Any], row_id: str) -> bool:
+    return any(v == row_id or (isinstance(v, list) and row_id in v) for v in data.values())
+
+
+class SyncCache:
+    """A user's offline copy of what they may read, and their writes waiting to be pushed."""
+
+    #: Most ops in one ``sync_push`` call.
+    batch_size = 200
+    #: Most rows and removals per pulled page.
+    page_limit = 1000
+    #: Push batches per sync before pulling anyway (a resolver that always conflicts must not
+    #: spin forever).
+    max_push_rounds = 20
+
+    def __init__(
+        self,
+        storage: Storage,
+        connector: Connector,
+        *,
+        client_id: str,
+        conflict_policies: Mapping[str, ConflictPolicy] | None = None,
+        on_rejected: RejectedCallback | None = None,
+        on_conflict: ConflictCallback | None = None,
+        progress: ProgressCallback | None = None,
+        size_budget_rows: int | None = None,
+        lock_file: IO[bytes] | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._storage = storage
+        self._connector = connector
+        self.client_id = client_id
+        self._policies = dict(conflict_policies or {})
+        self._on_rejected = on_rejected
+        self._on_conflict = on_conflict
+        self._progress = progress
+        self._budget = size_budget_rows
+        self._lock_file = lock_file
+        self._now = now
+        self._outbox = Outbox(storage, now=lambda: datetime.fromtimestamp(self._now(), UTC))
+        self._machine = SyncMachine()
+        self._sync_lock = threading.RLock()
+        self._connected = False
+        self._last_error: str | None = None
+        self.retry_in: float | None = None
+        self._push_rounds = 0
+        self._closed = False
+
+    # -- opening and closing -----------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        client: GatewaySource,
+        path: str | Path,
+        *,
+        encryption_key: str | None = None,
+        conflict_policies: Mapping[str, ConflictPolicy] | None = None,
+        on_rejected: RejectedCallback | None = None,
+        on_conflict: ConflictCallback | None = None,
+        progress: ProgressCallback | None = None,
+        size_budget_rows: int | None = None,
+        connector: Connector | None = None,
+    ) -> SyncCache:
+        """Open (or create) the cache at ``path`` for ``client``'s user.
+
+        A new cache asks the server for ``sync_schema()`` to create its tables; an existing
+        one opens offline and migrates when a pull reports a new schema hash. ``path`` is
+        locked for this process (:class:`CacheLocked`): two caches on one file would reuse op
+        ids under one ``client_id``."""
+        lock_file = _lock(Path(path))
+        try:
+            storage = Storage.open(path, key=encryption_key)
+        except BaseException:
+            lock_file.close()
+            raise
+        try:
+            client_id = storage.meta("client_id")
+            if client_id is None:
+                client_id = str(uuid.uuid4())
+                storage.set_meta("client_id", client_id)
+            user_id = str(getattr(client, "user_id", "") or "")
+            owner = storage.meta("user_id")
+            if owner and user_id and owner != user_id:
+                raise SyncError(
+                    f"{path} is the cache of another user ({owner}); open one file per user"
+                )
+            if user_id and not owner:
+                storage.set_meta("user_id", user_id)
+            connector = connector or Connector(client)
+            cache = cls(
+                storage,
+                connector,
+                client_id=client_id,
+                conflict_policies=conflict_policies,
+                on_rejected=on_rejected,
+                on_conflict=on_conflict,
+                progress=progress,
+                size_budget_rows=size_budget_rows,
+                lock_file=lock_file,
+            )
+            if storage.schema is None:
+                cache.refresh_schema()
+        except BaseException:
+            storage.close()
+            lock_file.close()
+            raise
+        return cache
+
+    def refresh_schema(self) -> None:
+        """Fetch ``sync_schema()`` and migrate the local tables forward."""
+        schema, raw = self._connector.schema()
+        self._storage.migrate(schema, raw)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._sync_lock:
+            self._storage.close()
+            if self._lock_file is not None:
+                self._lock_file.close()
+
+    def __enter__(self) -> SyncCache:
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.close()
+
+    @property
+    def storage(self) -> Storage:
+        """The local storage (for tools and tests; apps use the methods below)."""
+        return self._storage
+
+    # -- local reads and writes --------------------------------------------------------------
+
+    def insert(self, table: str, values: Mapping[str, Any], *, priority: str | None = None) -> str:
+        """Insert a row locally and queue it; returns its id (a client-made uuid4 unless
+        ``values`` has one)."""
+        return self._outbox.insert(table, values, priority=priority)
+
+    def update(
+        self, table: str, row_id: str, values: Mapping[str, Any], *, priority: str | None = None
+    ) -> bool:
+        return self._outbox.update(table, row_id, values, priority=priority)
+
+    def delete(self, table: str, row_id: str, *, priority: str | None = None) -> None:
+        self._outbox.delete(table, row_id, priority=priority)
+
+    def transaction(self, priority: str | None = None) -> contextlib.AbstractContextManager[str]:
+        """Writes inside are one client transaction: pushed together, applied all or none."""
+        return self._outbox.transaction(priority)
+
+    def get(self, table: str, row_id: str) -> Row | None:
+        row = self._storage.get_row(table, str(row_id))
+        if row is not None:
+            spec = self._storage.spec(table)
+            key = row.get(spec.bucket_column)
+            if key is not None:
+                with self._storage.transaction():
+                    self._storage.touch_bucket(f"{table}:{key}", self._now())
+        return row
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """SQL over the local tables (jsonb and array columns come back as JSON text)."""
+        return self._storage.query(sql, params)
+
+    def watch(
+        self, sql: str, params: Sequence[Any], callback: Callable[[list[Row]], None]
+    ) -> Watch:
+        """Call ``callback`` with the query's rows now and after every committed change
+        (local write or applied pull) to a table the query reads."""
+        tables = self._storage.tables_read_by(sql, params)
+
+        def changed(written: frozenset[str]) -> None:
+            if written & tables:
+                callback(self._storage.query(sql, params))
+
+        stop = self._storage.on_change(changed)
+        callback(self._storage.query(sql, params))
+        return Watch(sql, tables, stop)
+
+    # -- subscriptions -----------------------------------------------------------------------
+
+    def subscribe(self, stream: str, key: str, *, ttl: float | timedelta | None = None) -> None:
+        """Hold an on-demand stream's bucket for ``ttl`` (default: the stream's TTL) from now;
+        its rows arrive with the next pull."""
+        schema = self._storage.schema
+        spec = schema.stream(stream) if schema else None
+        if spec is None or spec.mode != "on_demand":
+            raise UnknownTable(f"{stream!r} is not an on-demand stream")
+        seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else ttl
+        if seconds is None:
+            seconds = spec.ttl_seconds
+        now = self._now()
+        self._storage.subscribe(stream, str(key), None if seconds is None else now + seconds, now)
+
+    def unsubscribe(self, stream: str, key: str) -> None:
+        """Stop holding the bucket; the next pull drops its rows (``removed_buckets``)."""
+        self._storage.unsubscribe(stream, str(key))
+
+    # -- sync --------------------------------------------------------------------------------
+
+    def sync(self) -> None:
+        """Push every pending op, then pull until nothing more is pending on the server."""
+        self._run(SyncRequested("manual", "sync"))
+
+    def push(self) -> None:
+        self._run(SyncRequested("manual", "push"))
+
+    def pull(self) -> None:
+        self._run(SyncRequested("manual", "pull"))
+
+    def reconcile(self) -> None:
+        """A sync, then ``sync_checksums`` for every held bucket; buckets whose local
+        checksum differs are pulled again from scratch (cursor null, treated as reset)."""
+        self._run(SyncRequested("manual", "reconcile"))
+
+    def handle(self, event: Event) -> None:
+        """Feed a trigger's event (nudge, connectivity, retry timer) to the state machine."""
+        if isinstance(event, Connectivity):
+            self._connected = self._connected and event.online
+        self._run(event)
+
+    def _run(self, event: Event) -> None:
+        with self._sync_lock:
+            if self._closed:
+                raise SyncError("the cache is closed")
+            self.retry_in = None
+            self._push_rounds = 0
+            repair: frozenset[str] = frozenset()
+            todo = list(self._machine.handle(event))
+            while todo:
+                instruction = todo.pop(0)
+                if isinstance(instruction, Done):
+                    self._finished()
+                    continue
+                if isinstance(instruction, RetryAfter):
+                    self.retry_in = instruction.seconds
+                    raise SyncError(
+                        f"sync failed, retrying in {instruction.seconds:.1f}s: {self._last_error}"
+                    )
+                if isinstance(instruction, Fatal):
+                    raise SyncError(f"sync failed: {instruction.message}")
+                if isinstance(instruction, Pull) and instruction.repair:
+                    repair = instruction.repair
+                try:
+                    outcome = self._execute(instruction, repair)
+                except (GatewayError, OSError, SyncError) as exc:
+                    outcome = self._failed(exc)
+                if isinstance(instruction, Pull):
+                    repair = frozenset()
+                todo.extend(self._machine.handle(outcome))
+
+    def _failed(self, exc: Exception) -> Failed:
+        code = exc.sqlstate if isinstance(exc, GatewayError) else None
+        self._last_error = str(exc)
+        if not isinstance(exc, GatewayError | SyncError) or retryable(exc):
+            self._connected = False
+        return Failed(code, str(exc), retryable(exc))
+
+    def _execute(self, instruction: Instruction, repair: frozenset[str]) -> Event:
+        if isinstance(instruction, Push):
+            return self._push_batch()
+        if isinstance(instruction, Pull):
+            return self._pull_page(repair)
+        if isinstance(instruction, Checksums):
+            return self._compare_checksums()
+        raise SyncError(f"unexpected instruction {instruction!r}")  # pragma: no cover
+
+    def _finished(self) -> None:
+        self._last_error = None
+        self._storage.set_meta(
+            "last_synced_at", datetime.fromtimestamp(self._now(), UTC).isoformat()
+        )
+        self._storage.set_meta("last_error", None)
+        self._evict()
+        self._report()
+
+    def _report(self) -> None:
+        if self._progress is not None:
+            self._progress(self.status())
+
+    def _record_server_time(self, server_time: datetime) -> None:
+        offset = server_time.timestamp() - self._now()
+        self._storage.set_meta("clock_offset", repr(offset))
+        self._connected = True
+
+    def _clock_offset(self) -> float:
+        return float(self._storage.meta("clock_offset") or 0.0)
+
+    # -- push --------------------------------------------------------------------------------
+
+    def _push_batch(self) -> Event:
+        self._push_rounds += 1
+        batch = self._storage.push_batch(self.batch_size)
+        if not batch or self._push_rounds > self.max_push_rounds:
+            return Pushed(more=False)
+        response = self._connector.push(self.client_id, [op.to_push() for op in batch])
+        self._record_server_time(response.server_time)
+        self._settle(batch, response)
+        self._report()
+        return Pushed(more=self._storage.pending_count()[0] > 0)
+
+    def _settle(self, batch: Sequence[OutboxOp], response: PushResponse) -> None:
+        """Apply a push's results in one transaction; callbacks run after it commits."""
+        rejected: list[DeadLetter] = []
+        conflicts: list[tuple[ConflictContext, dict[str, Any] | None]] = []
+        with self._storage.transaction():
+            for op, result in zip(batch, response.results, strict=True):
+                if self._storage.op(op.op_id) is None:
+                    continue  # already followed a rejected op to dead letters
+                if result.status == "applied":
+                    self._storage.remove_op(op.op_id)
+                    if op.kind != "delete" and result.version is not None:
+                        self._storage.set_row_version(op.table, op.row_id, int(result.version))
+                elif result.status == "conflict":
+                    conflicts.append(self._resolve(op, result))
+                else:
+                    rejected.extend(self._reject(op, result))
+        for ctx, decision in conflicts:
+            if self._on_conflict is not None:
+                self._on_conflict(ctx, decision)
+        if self._on_rejected is not None:
+            for letter in rejected:
+                self._on_rejected(letter)
+
+    def _resolve(
+        self, op: OutboxOp, result: OpResult
+    ) -> tuple[ConflictContext, dict[str, Any] | None]:
+        spec = self._storage.spec(op.table)
+        op_time = None
+        if op.client_time:
+            op_time = datetime.fromisoformat(op.client_time) + timedelta(
+                seconds=self._clock_offset()
+            )
+        ctx = ConflictContext(
+            table=op.table,
+            kind=op.kind,
+            row_id=op.row_id,
+            local=dict(op.data),
+            base=op.base_row,
+            server=result.row,
+            server_version=result.version,
+            op_time=op_time,
+            counters=spec.counters,
+        )
+        policy = self._policies.get(op.table, spec.conflict)
+        decision = resolve(policy, ctx)
+        self._storage.remove_op(op.op_id)
+        if decision is not None and (result.row is not None or op.kind == "delete"):
+            if op.kind == "delete":
+                self._outbox.requeue(
+                    op.table,
+                    op.row_id,
+                    "delete",
+                    {},
+                    base_version=result.version,
+                    priority=op.priority,
+                    base_row=result.row,
+                )
+            else:
+                values = {k: v for k, v in decision.items() if k in spec.writable}
+                self._outbox.requeue(
+                    op.table,
+                    op.row_id,
+                    "update",
+                    values,
+                    base_version=result.version,
+                    priority=op.priority,
+                    base_row=result.row,
+                )
+        self._storage.rebase_row(op.table, op.row_id, result.row)
+        return ctx, decision
+
+    def _reject(self, op: OutboxOp, result: OpResult) -> list[DeadLetter]:
+        """Dead-letter ``op`` and every pending op that depends on it; restore the rows."""
+        self._storage.add_dead_letter(op, result.sqlstate, result.message, result.depends_on)
+        failed = [op]
+        restore: dict[tuple[str, str], Row | None] = {(op.table, op.row_id): result.row}
+        queue = [op]
+        while queue:
+            root = queue.pop(0)
+            for other in self._storage.pending_ops():
+                same_row = (other.table, other.row_id) == (root.table, root.row_id)
+                needs_insert = (
+                    root.kind == "insert"
+                    and other.kind == "insert"
+                    and _references(other.data, root.row_id)
+                )
+                if other.op_id > root.op_id and (same_row or needs_insert):
+                    self._storage.add_dead_letter(other, result.sqlstate, result.message, op.op_id)
+                    failed.append(other)
+                    queue.append(other)
+                    restore.setdefault((other.table, other.row_id), None)
+        for (table, row_id), row in restore.items():
+            self._storage.rebase_row(table, row_id, row)
+        letters = {d.op_id: d for d in self._storage.dead_letters()}
+        return [letters[f.op_id] for f in failed if f.op_id in letters]
+
+    # -- pull --------------------------------------------------------------------------------
+
+    def _pull_request(self, repair: frozenset[str]) -> PullRequest:
+        now = self._now()
+        states = {
+            name: (BucketState() if name in repair else record.state)
+            for name, record in self._storage.buckets().items()
+        }
+        return PullRequest(
+            buckets=states,
+            subscriptions=self._storage.live_subscriptions(now),
+            limit=self.page_limit,
+        )
+
+    def _pull_page(self, repair: frozenset[str]) -> Event:
+        self._storage.drop_expired_subscriptions(self._now())
+        request = self._pull_request(repair)
+        response = self._connector.pull(request)
+        self._record_server_time(response.server_time)
+        if response.schema_hash and response.schema_hash != self._storage.meta("schema_hash"):
+            self.refresh_schema()
+        self._storage.apply_page(request.buckets, response, now=self._now(), repairing=repair)
+        self._report()
+        return Pulled(has_more=response.has_more)
+
+    def _compare_checksums(self) -> Event:
+        held = sorted(self._storage.buckets())
+        if not held:
+            return ChecksumsCompared(frozenset())
+        response = self._connector.checksums(held, self._storage.live_subscriptions(self._now()))
+        with self._storage.transaction():
+            for bucket in response.removed_buckets:
+                self._storage.forget_bucket(bucket)
+        mismatched = frozenset(
+            name
+            for name, remote in response.buckets.items()
+            if name in held and self._storage.local_checksum(name) != remote
+        )
+        return ChecksumsCompared(mismatched)
+
+    # -- size budget -------------------------------------------------------------------------
+
+    def _evict(self) -> None:
+        """Over the row budget: drop on-demand buckets, those whose subscriptions expired
+        first, then the least recently used. Auto-stream buckets stay (the server would send
+        them straight back), and so do rows with pending writes."""
+        if self._budget is None or self._storage.total_rows() <= self._budget:
+            return
+        schema = self._storage.schema
+        on_demand = {s.name for s in schema.streams if s.mode == "on_demand"} if schema else set()
+        now = self._now()
+        subs = self._storage.subscriptions(now, include_expired=True)
+        live = {
+            (s["stream"], s["key"])
+            for s in subs
+            if s["expires_at"] is None or s["expires_at"] > now
+        }
+        candidates = [
+            b for b in self._storage.buckets().values() if b.streams and set(b.streams) <= on_demand
+        ]
+        candidates.sort(key=lambda b: (any((s, b.key) in live for s in b.streams), b.last_used))
+        with self._storage.transaction():
+            for record in candidates:
+                if self._storage.total_rows() <= self._budget:
+                    break
+                self._storage.forget_bucket(record.bucket)
+                for stream in record.streams:
+                    self._storage.unsubscribe(stream, record.key)
+
+    # -- dead letters ------------------------------------------------------------------------
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return self._storage.dead_letters()
+
+    def retry_dead_letter(self, op_id: int, data: Mapping[str, Any] | None = None) -> None:
+        """Queue a dead op again as a new op (optionally with edited ``data``), made on the
+        row as it is locally now."""
+        letter = next((d for d in self._storage.dead_letters() if d.op_id == op_id), None)
+        if letter is None:
+            raise SyncError(f"no dead letter {op_id}")
+        values = dict(letter.data if data is None else data)
+        with self._storage.transaction():
+            self._storage.remove_dead_letter(op_id)
+            if letter.kind == "insert":
+                self._outbox.insert(
+                    letter.table, {**values, "id": letter.row_id}, priority=letter.priority
+                )
+            elif letter.kind == "update":
+                self._outbox.update(letter.table, letter.row_id, values, priority=letter.priority)
+            else:
+                self._outbox.delete(letter.table, letter.row_id, priority=letter.priority)
+
+    def discard_dead_letter(self, op_id: int) -> None:
+        with self._storage.transaction():
+            self._storage.remove_dead_letter(op_id)
+
+    # -- status ------------------------------------------------------------------------------
+
+    def status(self) -> SyncStatus:
+        pending, oldest = self._storage.pending_count()
+        last = self._storage.meta("last_synced_at")
+        streams: dict[str, StreamProgress] = {}
+        rows_by_stream = self._storage.row_counts_by_bucket_stream()
+        for record in self._storage.buckets().values():
+            for stream in record.streams:
+                p = streams.get(stream, StreamProgress())
+                streams[stream] = StreamProgress(
+                    buckets=p.buckets + 1,
+                    complete=p.complete
+                    + (1 if record.state.cursor and not record.state.after else 0),
+                    rows=rows_by_stream.get(stream, 0),
+                )
+        return SyncStatus(
+            connected=self._connected and self._machine.phase is not Phase.OFFLINE,
+            syncing=self._machine.busy,
+            phase=self._machine.phase.value,
+            pending_ops=pending,
+            oldest_pending_age=None if oldest is None else max(0.0, self._now() - oldest),
+            dead_letters=self._storage.dead_letter_count(),
+            last_synced_at=None if last is None else datetime.fromisoformat(last),
+            last_error=self._last_error,
+            clock_offset=self._clock_offset(),
+            streams=streams,
+            tables=self._storage.row_counts(),
+        )
+
+    # -- triggers ----------------------------------------------------------------------------
+
+    def held_buckets(self) -> list[str]:
+        """Bucket names held now (the nudge topics to listen on are ``sync:<bucket>``)."""
+        return sorted(self._storage.buckets())
+
+    def on_timer(self) -> None:
+        self._run(TimerFired())
+
+    def on_nudge(self, bucket: str) -> None:
+        self._run(Nudged(bucket))
+
+
+def _lock(path: Path) -> IO[bytes]:
+    if str(path) == ":memory:":
+        return open(os.devnull, "rb")
+    lock_path = path.with_name(path.name + ".lock")
+    handle = open(lock_path, "a+b")  # noqa: SIM115
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise CacheLocked(f"{path} is open in another SyncCache (lock {lock_path})") from None
+    return handle

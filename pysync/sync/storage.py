@@ -1,0 +1,844 @@
+"""Local storage: every SQL statement the cache runs against SQLite lives in this module.
+
+One :class:`Storage` wraps one connection (stdlib ``sqlite3``, or SQLCipher's ``sqlcipher3``
+when the cache is encrypted) in WAL mode, so readers never block the sync thread and a crash
+leaves the last committed transaction intact. Identifiers come from the server's schema, never
+from a user, but are still always quoted (:func:`quote`).
+
+The invariants it keeps:
+
+* A pulled page and the bucket states it yields are written in **one** transaction
+  (:meth:`Storage.apply_page`): after a crash the cache holds either both or neither.
+* The ``version`` column of a local row is the last **server** version; local edits never bump
+  it, so pulls compare versions with the server's and pushes send it as ``base_version``.
+* A row with pending outbox ops is the server state with those ops laid over it again
+  (:meth:`Storage.rebase_row`), and no pull deletes it until its ops are settled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pysync.sync.errors import SchemaMismatch, SyncError, UnknownTable, WrongKey
+from pysync.sync.schema import (
+    INTERNAL_KEYS,
+    INTERNAL_TABLES,
+    LOCAL_SCHEMA_VERSION,
+    AddColumn,
+    CreateTable,
+    internal_columns,
+    internal_upgrade,
+    is_json_type,
+    plan_migration,
+    sqlite_type,
+)
+from pysync.sync.wire import (
+    BucketState,
+    PullResponse,
+    PushOp,
+    SchemaInfo,
+    Subscription,
+    TableSpec,
+    parse_schema,
+    split_bucket,
+)
+
+__all__ = [
+    "BucketRecord",
+    "DeadLetter",
+    "OutboxOp",
+    "Storage",
+    "bucket_checksum",
+    "quote",
+]
+
+Row = dict[str, Any]
+ChangeListener = Callable[[frozenset[str]], None]
+
+
+def quote(name: str) -> str:
+    """A SQLite identifier, quoted (embedded quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def bucket_checksum(pairs: Sequence[tuple[str, int]]) -> tuple[int, int]:
+    """``(count, checksum)`` of ``(id, version)`` pairs, exactly as ``sync_checksums``: the
+    sum modulo 2^32 of the first 8 hex digits of ``md5("<id>:<version>")``."""
+    total = 0
+    for row_id, version in pairs:
+        digest = hashlib.md5(f"{row_id}:{version}".encode(), usedforsecurity=False).hexdigest()
+        total = (total + int(digest[:8], 16)) % 2**32
+    return len(pairs), total
+
+
+@dataclass(frozen=True)
+class OutboxOp:
+    """One pending local write, as queued (``data`` holds only changed columns for an update)."""
+
+    op_id: int
+    tx_id: str
+    table: str
+    kind: str
+    row_id: str
+    data: Mapping[str, Any]
+    base_version: int | None
+    priority: str
+    created_at: float
+    base_row: Row | None = None
+    client_time: str | None = None
+
+    def to_push(self) -> PushOp:
+        return PushOp(
+            op_id=self.op_id,
+            tx_id=self.tx_id,
+            table=self.table,
+            kind=self.kind,  # type: ignore[arg-type]
+            id=self.row_id,
+            data=self.data,
+            base_version=self.base_version,
+            priority=self.priority,  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An op the server rejected (or that depended on one), kept for the app to fix or drop."""
+
+    op_id: int
+    tx_id: str
+    table: str
+    kind: str
+    row_id: str
+    data: Mapping[str, Any]
+    base_version: int | None
+    priority: str
+    sqlstate: str | None
+    message: str | None
+    depends_on: int | None
+    failed_at: float
+
+
+@dataclass(frozen=True)
+class BucketRecord:
+    bucket: str
+    table: str
+    key: str
+    streams: tuple[str, ...]
+    state: BucketState
+    last_used: float
+
+
+_PRIORITY_ORDER = "CASE priority WHEN 'critical' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
+
+
+def _connect(path: str, key: str | None) -> sqlite3.Connection:
+    if key is None:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    else:
+        try:
+            from sqlcipher3 import dbapi2 as sqlcipher
+        except ImportError as exc:
+            raise SyncError(
+                "an encryption key needs SQLCipher: pip install 'pysync[sqlcipher]'"
+            ) from exc
+        conn = sqlcipher.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute(f"PRAGMA key = '{key.replace(chr(39), chr(39) * 2)}'")
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except Exception as exc:  # sqlite3 and sqlcipher3 have distinct DatabaseError classes
+        conn.close()
+        if "not a database" in str(exc) or "encrypted" in str(exc):
+            raise WrongKey(
+                f"{path} cannot be opened: it is encrypted with another key, or is not a cache"
+            ) from exc
+        raise SyncError(f"{path} cannot be opened: {exc}") from exc
+    return conn
+
+
+class Storage:
+    """The cache's SQLite database. Thread-safe: one re-entrant lock around every statement."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.lock = threading.RLock()
+        self._depth = 0
+        self._changed: set[str] = set()
+        self._listeners: list[ChangeListener] = []
+        self._specs: dict[str, TableSpec] = {}
+        self._schema: SchemaInfo | None = None
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path, *, key: str | None = None) -> Storage:
+        conn = _connect(str(path), key)
+        storage = cls(conn)
+        with storage.lock:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA busy_timeout = 5000")
+        storage.upgrade_internal()
+        storage._load_schema()
+        return storage
+
+    def close(self) -> None:
+        with self.lock:
+            self._conn.close()
+
+    # -- statements and transactions -------------------------------------------------------
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        with self.lock:
+            cur = self._conn.execute(sql, tuple(params))
+            names = [d[0] for d in cur.description or ()]
+            return [dict(zip(names, values, strict=True)) for values in cur.fetchall()]
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        rows = self._all(sql, params)
+        return rows[0] if rows else None
+
+    def _run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self.lock:
+            return self._conn.execute(sql, tuple(params)).rowcount
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One SQLite transaction (``BEGIN IMMEDIATE``); nested calls join the outer one.
+        Change listeners hear about the tables written once it commits."""
+        with self.lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._conn.execute("ROLLBACK")
+                self._changed.clear()
+                raise
+            self._depth = 0
+            self._conn.execute("COMMIT")
+            changed, self._changed = frozenset(self._changed), set()
+        if changed:
+            for listener in list(self._listeners):
+                listener(changed)
+
+    def on_change(self, listener: ChangeListener) -> Callable[[], None]:
+        """Call ``listener(tables)`` after each commit that wrote synced tables; returns an
+        unsubscribe function."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _touched(self, table: str) -> None:
+        self._changed.add(table)
+
+    # -- internal tables and meta ----------------------------------------------------------
+
+    def _columns(self) -> dict[str, list[str]]:
+        tables = self._all(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+        return {
+            t["name"]: [c["name"] for c in self._all(f"PRAGMA table_info({quote(t['name'])})")]
+            for t in tables
+        }
+
+    def create_internal(self, version: int = LOCAL_SCHEMA_VERSION) -> None:
+        """Create the internal tables as they were at ``version`` (tests build old files)."""
+        with self.transaction():
+            for table in INTERNAL_TABLES:
+                self._create_internal_table(table, internal_columns(table, version))
+            self._set_meta("local_schema_version", str(version))
+
+    def _create_internal_table(self, table: str, columns: Sequence[Any]) -> None:
+        defs = [f"{quote(c.name)} {c.decl}" for c in columns]
+        if table in INTERNAL_KEYS:
+            defs.append(f"PRIMARY KEY ({', '.join(quote(k) for k in INTERNAL_KEYS[table])})")
+        self._run(f"CREATE TABLE IF NOT EXISTS {quote(table)} ({', '.join(defs)})")
+
+    def upgrade_internal(self) -> None:
+        """Bring the ``_sync_*`` tables to :data:`LOCAL_SCHEMA_VERSION`, keeping every row."""
+        with self.transaction():
+            existing = {k: v for k, v in self._columns().items() if k in INTERNAL_TABLES}
+            version = int(self.meta("local_schema_version") or 0) if existing else 0
+            if version > LOCAL_SCHEMA_VERSION:
+                raise SchemaMismatch(
+                    f"this cache was written by a newer client (local schema {version} > "
+                    f"{LOCAL_SCHEMA_VERSION}); update the app or delete the cache"
+                )
+            create, add = internal_upgrade(existing)
+            for table in create:
+                self._create_internal_table(table, INTERNAL_TABLES[table])
+            for table, column in add:
+                self._run(
+                    f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {column.decl}"
+                )
+            self._set_meta("local_schema_version", str(LOCAL_SCHEMA_VERSION))
+
+    def meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM _sync_meta WHERE key = ?", (key,))
+        return None if row is None else row["value"]
+
+    def _set_meta(self, key: str, value: str | None) -> None:
+        self._run(
+            "INSERT INTO _sync_meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.transaction():
+            self._set_meta(key, value)
+
+    # -- synced tables ---------------------------------------------------------------------
+
+    def _load_schema(self) -> None:
+        raw = self.meta("schema")
+        if raw:
+            self._set_specs(parse_schema(json.loads(raw)))
+
+    def _set_specs(self, schema: SchemaInfo) -> None:
+        self._schema = schema
+        self._specs = {t.name: t for t in schema.tables}
+
+    @property
+    def schema(self) -> SchemaInfo | None:
+        return self._schema
+
+    def spec(self, table: str) -> TableSpec:
+        spec = self._specs.get(table)
+        if spec is None:
+            raise UnknownTable(f"{table!r} is not a synced table")
+        return spec
+
+    def migrate(self, schema: SchemaInfo, raw: Mapping[str, Any]) -> list[CreateTable | AddColumn]:
+        """Create and extend the synced tables for ``schema`` (forward only), in one
+        transaction with the new hash; pending ops are untouched."""
+        with self.transaction():
+            existing = {k: v for k, v in self._columns().items() if k not in INTERNAL_TABLES}
+            for table in schema.tables:
+                have = existing.get(table.name)
+                for column in table.columns:
+                    if have is not None and column.name in have:
+                        continue
+                if have is not None and "id" not in have:
+                    raise SchemaMismatch(f"local table {table.name!r} has no id column")
+            plan = plan_migration(existing, schema)
+            for change in plan:
+                if isinstance(change, CreateTable):
+                    cols = [
+                        f"{quote(c.name)} {sqlite_type(c.type)}"
+                        + (" PRIMARY KEY" if c.name == "id" else "")
+                        for c in change.table.columns
+                    ]
+                    t = change.table
+                    self._run(f"CREATE TABLE {quote(t.name)} ({', '.join(cols)})")
+                    self._run(
+                        f"CREATE INDEX {quote(f'_sync_idx_{t.name}_bucket')} "
+                        f"ON {quote(t.name)} ({quote(t.bucket_column)})"
+                    )
+                else:
+                    self._run(
+                        f"ALTER TABLE {quote(change.table)} "
+                        f"ADD COLUMN {quote(change.column)} {change.sqlite_type}"
+                    )
+            self._set_meta("schema", json.dumps(raw))
+            self._set_meta("schema_hash", schema.hash)
+            self._set_specs(schema)
+        return plan
+
+    # -- rows ------------------------------------------------------------------------------
+
+    def _decode(self, spec: TableSpec, row: Row) -> Row:
+        out: Row = {}
+        for name, value in row.items():
+            col = spec.column(name)
+            if col is not None and value is not None:
+                if is_json_type(col.type) and isinstance(value, str):
+                    value = json.loads(value)
+                elif col.type == "boolean":
+                    value = bool(value)
+            out[name] = value
+        return out
+
+    def _encode(self, spec: TableSpec, row: Mapping[str, Any]) -> Row:
+        out: Row = {}
+        for name, value in row.items():
+            col = spec.column(name)
+            if col is None:
+                continue  # a column this client does not know yet: kept on the server only
+            if value is not None and is_json_type(col.type):
+                value = json.dumps(value)
+            elif isinstance(value, bool):
+                value = int(value)
+            out[name] = value
+        return out
+
+    def get_row(self, table: str, row_id: str) -> Row | None:
+        spec = self.spec(table)
+        row = self._one(f"SELECT * FROM {quote(table)} WHERE id = ?", (str(row_id),))  # noqa: S608
+        return None if row is None else self._decode(spec, row)
+
+    def put_row(self, table: str, row: Mapping[str, Any]) -> None:
+        """Insert or replace the whole local row (columns missing from ``row`` become null)."""
+        spec = self.spec(table)
+        values = self._encode(spec, row)
+        names = list(values)
+        self._run(
+            f"INSERT OR REPLACE INTO {quote(table)} ({', '.join(quote(n) for n in names)}) "  # noqa: S608
+            f"VALUES ({', '.join('?' for _ in names)})",
+            [values[n] for n in names],
+        )
+        self._touched(table)
+
+    def delete_row(self, table: str, row_id: str) -> None:
+        if self._run(f"DELETE FROM {quote(table)} WHERE id = ?", (str(row_id),)):  # noqa: S608
+            self._touched(table)
+
+    def set_row_version(self, table: str, row_id: str, version: int) -> None:
+        """Record the server version an applied op gave the row (never lower it: a pull may
+        already have brought a later one)."""
+        changed = self._run(
+            f"UPDATE {quote(table)} SET version = ? "  # noqa: S608
+            "WHERE id = ? AND (version IS NULL OR version < ?)",
+            (version, str(row_id), version),
+        )
+        if changed:
+            self._touched(table)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run an application query on the local tables (JSON columns come back as text)."""
+        return self._all(sql, params)
+
+    def tables_read_by(self, sql: str, params: Sequence[Any] = ()) -> frozenset[str]:
+        """The synced tables ``sql`` reads, as SQLite's authorizer sees it when compiling."""
+        seen: set[str] = set()
+
+        def authorize(action: int, arg1: str | None, *_: Any) -> int:
+            if action == sqlite3.SQLITE_READ and arg1 in self._specs:
+                seen.add(arg1)
+            return sqlite3.SQLITE_OK
+
+        with self.lock:
+            self._conn.set_authorizer(authorize)
+            try:
+                self._conn.execute(f"EXPLAIN {sql}", tuple(params)).fetchall()
+            finally:
+                self._conn.set_authorizer(None)
+        return frozenset(seen)
+
+    def row_counts(self) -> dict[str, int]:
+        return {
+            t: int(self._all(f"SELECT count(*) AS n FROM {quote(t)}")[0]["n"])  # noqa: S608
+            for t in self._specs
+        }
+
+    # -- outbox ----------------------------------------------------------------------------
+
+    def next_op_id(self) -> int:
+        """Strictly increasing per cache, also across dead letters and restarts: op ids must
+        never repeat for one ``client_id`` (the server stores results under them)."""
+        last = int(self.meta("last_op_id") or 0)
+        self._set_meta("last_op_id", str(last + 1))
+        return last + 1
+
+    def add_op(
+        self,
+        *,
+        tx_id: str,
+        table: str,
+        kind: str,
+        row_id: str,
+        data: Mapping[str, Any],
+        base_version: int | None,
+        priority: str,
+        base_row: Mapping[str, Any] | None = None,
+        client_time: str | None = None,
+    ) -> int:
+        op_id = self.next_op_id()
+        self._run(
+            "INSERT INTO _sync_outbox (op_id, tx_id, tbl, kind, row_id, data, base_version, "
+            "priority, created_at, base_row, client_time) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                op_id,
+                tx_id,
+                table,
+                kind,
+                str(row_id),
+                json.dumps(dict(data), default=str),
+                base_version,
+                priority,
+                time.time(),
+                None if base_row is None else json.dumps(dict(base_row), default=str),
+                client_time,
+            ),
+        )
+        return op_id
+
+    @staticmethod
+    def _op(row: Row) -> OutboxOp:
+        return OutboxOp(
+            op_id=row["op_id"],
+            tx_id=row["tx_id"],
+            table=row["tbl"],
+            kind=row["kind"],
+            row_id=row["row_id"],
+            data=json.loads(row["data"]),
+            base_version=row["base_version"],
+            priority=row["priority"],
+            created_at=row["created_at"],
+            base_row=None if row.get("base_row") is None else json.loads(row["base_row"]),
+            client_time=row.get("client_time"),
+        )
+
+    def pending_ops(self, table: str | None = None, row_id: str | None = None) -> list[OutboxOp]:
+        """Pending ops in the order they were made (optionally of one row)."""
+        if table is None:
+            rows = self._all("SELECT * FROM _sync_outbox ORDER BY op_id")
+        else:
+            rows = self._all(
+                "SELECT * FROM _sync_outbox WHERE tbl = ? AND row_id = ? ORDER BY op_id",
+                (table, str(row_id)),
+            )
+        return [self._op(r) for r in rows]
+
+    def op(self, op_id: int) -> OutboxOp | None:
+        row = self._one("SELECT * FROM _sync_outbox WHERE op_id = ?", (op_id,))
+        return None if row is None else self._op(row)
+
+    def push_batch(self, limit: int) -> list[OutboxOp]:
+        """The next ops to push: by priority (critical, normal, background), then in order.
+
+        A client transaction is never split, and an op is never sent before an earlier op on
+        the same row (the server applies the array in order)."""
+        ops = [
+            self._op(r)
+            for r in self._all(f"SELECT * FROM _sync_outbox ORDER BY {_PRIORITY_ORDER}, op_id")  # noqa: S608
+        ]
+        groups: dict[str, list[OutboxOp]] = {}
+        for op in sorted(ops, key=lambda o: o.op_id):
+            groups.setdefault(op.tx_id, []).append(op)
+        earlier: dict[int, list[int]] = {}
+        by_row: dict[tuple[str, str], list[int]] = {}
+        for op in sorted(ops, key=lambda o: o.op_id):
+            ids = by_row.setdefault((op.table, op.row_id), [])
+            earlier[op.op_id] = list(ids)
+            ids.append(op.op_id)
+        batch: list[OutboxOp] = []
+        taken: set[int] = set()
+        progress = True
+        while progress and len(batch) < limit:
+            progress = False
+            for op in ops:
+                if op.op_id in taken:
+                    continue
+                group = groups[op.tx_id]
+                members = {o.op_id for o in group}
+                if any(
+                    e not in taken and e not in members for o in group for e in earlier[o.op_id]
+                ):
+                    continue  # an earlier op on one of its rows waits in a later priority
+                if batch and len(batch) + len(group) > limit:
+                    return batch
+                batch.extend(group)
+                taken.update(members)
+                progress = True
+        return batch
+
+    def remove_op(self, op_id: int) -> None:
+        self._run("DELETE FROM _sync_outbox WHERE op_id = ?", (op_id,))
+
+    def set_base_version(self, op_id: int, base_version: int | None) -> None:
+        self._run("UPDATE _sync_outbox SET base_version = ? WHERE op_id = ?", (base_version, op_id))
+
+    def pending_count(self) -> tuple[int, float | None]:
+        row = self._one("SELECT count(*) AS n, min(created_at) AS oldest FROM _sync_outbox")
+        assert row is not None
+        return int(row["n"]), row["oldest"]
+
+    def pending_row_ids(self, table: str) -> set[str]:
+        return {
+            r["row_id"]
+            for r in self._all("SELECT DISTINCT row_id FROM _sync_outbox WHERE tbl = ?", (table,))
+        }
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    def add_dead_letter(
+        self, op: OutboxOp, sqlstate: str | None, message: str | None, depends_on: int | None
+    ) -> None:
+        self._run(
+            "INSERT OR REPLACE INTO _sync_dead_letters (op_id, tx_id, tbl, kind, row_id, data, "
+            "base_version, priority, sqlstate, message, depends_on, failed_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                op.op_id,
+                op.tx_id,
+                op.table,
+                op.kind,
+                op.row_id,
+                json.dumps(dict(op.data), default=str),
+                op.base_version,
+                op.priority,
+                sqlstate,
+                message,
+                depends_on,
+                time.time(),
+            ),
+        )
+        self.remove_op(op.op_id)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return [
+            DeadLetter(
+                op_id=r["op_id"],
+                tx_id=r["tx_id"],
+                table=r["tbl"],
+                kind=r["kind"],
+                row_id=r["row_id"],
+                data=json.loads(r["data"]),
+                base_version=r["base_version"],
+                priority=r["priority"],
+                sqlstate=r["sqlstate"],
+                message=r["message"],
+                depends_on=r["depends_on"],
+                failed_at=r["failed_at"],
+            )
+            for r in self._all("SELECT * FROM _sync_dead_letters ORDER BY op_id")
+        ]
+
+    def remove_dead_letter(self, op_id: int) -> None:
+        self._run("DELETE FROM _sync_dead_letters WHERE op_id = ?", (op_id,))
+
+    def dead_letter_count(self) -> int:
+        row = self._one("SELECT count(*) AS n FROM _sync_dead_letters")
+        return 0 if row is None else int(row["n"])
+
+    # -- rebase ----------------------------------------------------------------------------
+
+    def rebase_row(self, table: str, row_id: str, server_row: Mapping[str, Any] | None) -> None:
+        """Make the local row ``server_row`` with the row's pending ops laid over it again
+        (``None``: the server has no such row for us). Without pending ops: the server row."""
+        row: Row | None = None if server_row is None else dict(server_row)
+        for op in self.pending_ops(table, row_id):
+            if op.kind == "delete":
+                row = None
+            elif op.kind == "insert":
+                row = {**(row or {}), **op.data, "id": row_id}
+            elif row is not None:
+                row.update(op.data)
+            else:
+                # An update with no row under it (deleted on the server meanwhile): keep what
+                # the op was made on, so the user still sees their edit until it settles.
+                row = {**(op.base_row or {}), **op.data, "id": row_id}
+        if row is None:
+            self.delete_row(table, row_id)
+        else:
+            self.put_row(table, row)
+
+    # -- buckets ---------------------------------------------------------------------------
+
+    def buckets(self) -> dict[str, BucketRecord]:
+        return {
+            r["bucket"]: BucketRecord(
+                bucket=r["bucket"],
+                table=r["tbl"],
+                key=r["key"],
+                streams=tuple(json.loads(r["streams"])),
+                state=BucketState(r["cursor"], r["round"], r["after"]),
+                last_used=r["last_used"],
+            )
+            for r in self._all("SELECT * FROM _sync_buckets ORDER BY bucket")
+        }
+
+    def set_bucket_state(self, bucket: str, state: BucketState) -> None:
+        self._run(
+            "UPDATE _sync_buckets SET cursor = ?, round = ?, after = ? WHERE bucket = ?",
+            (state.cursor, state.round, state.after, bucket),
+        )
+
+    def touch_bucket(self, bucket: str, now: float) -> None:
+        self._run("UPDATE _sync_buckets SET last_used = ? WHERE bucket = ?", (now, bucket))
+
+    def _bucket_rows(self, table: str, key: str) -> list[Row]:
+        spec = self.spec(table)
+        return self._all(
+            f"SELECT id, version FROM {quote(table)} "  # noqa: S608
+            f"WHERE CAST({quote(spec.bucket_column)} AS TEXT) = ?",
+            (key,),
+        )
+
+    def _clear_bucket_rows(self, table: str, key: str) -> None:
+        """Delete the bucket's local rows, except rows with pending ops (settled by push)."""
+        if table not in self._specs:
+            return
+        keep = self.pending_row_ids(table)
+        for r in self._bucket_rows(table, key):
+            if r["id"] not in keep:
+                self.delete_row(table, r["id"])
+
+    def forget_bucket(self, bucket: str) -> None:
+        table, key = split_bucket(bucket)
+        self._clear_bucket_rows(table, key)
+        self._run("DELETE FROM _sync_buckets WHERE bucket = ?", (bucket,))
+
+    def local_checksum(self, bucket: str) -> tuple[int, int]:
+        """``(count, checksum)`` of the bucket's local rows that came from the server."""
+        table, key = split_bucket(bucket)
+        if table not in self._specs:
+            return 0, 0
+        pairs = [
+            (r["id"], r["version"])
+            for r in self._bucket_rows(table, key)
+            if r["version"] is not None
+        ]
+        return bucket_checksum(pairs)
+
+    def apply_page(
+        self,
+        requested: Mapping[str, BucketState],
+        page: PullResponse,
+        *,
+        now: float | None = None,
+        repairing: frozenset[str] = frozenset(),
+    ) -> None:
+        """Apply one ``sync_pull`` page by the contract's rules, with the new bucket states,
+        in one transaction: if anything fails, nothing of the page is kept.
+
+        ``repairing`` names buckets sent with ``cursor: null`` after a checksum mismatch: their
+        rows are cleared first as for a ``reset``."""
+        stamp = time.time() if now is None else now
+        with self.transaction():
+            known = self.buckets()
+            for bucket in page.removed_buckets:
+                self.forget_bucket(bucket)
+            for b in page.buckets:
+                spec = self.spec(b.table)
+                sent = requested.get(b.bucket)
+                first_page = sent is None or sent.after is None
+                if first_page and (b.state == "reset" or b.bucket in repairing):
+                    self._clear_bucket_rows(b.table, b.key)
+                pending = self.pending_row_ids(b.table)
+                for row in b.rows:
+                    self._apply_row(spec, row, pending)
+                for row_id in b.removed:
+                    if row_id in pending:
+                        continue
+                    current = self._one(
+                        f"SELECT CAST({quote(spec.bucket_column)} AS TEXT) AS k "  # noqa: S608
+                        f"FROM {quote(b.table)} WHERE id = ?",
+                        (row_id,),
+                    )
+                    if current is not None and current["k"] == b.key:
+                        self.delete_row(b.table, row_id)
+                state = b.next_state(sent)
+                if b.bucket in known:
+                    self._run(
+                        "UPDATE _sync_buckets SET streams = ?, cursor = ?, round = ?, after = ? "
+                        "WHERE bucket = ?",
+                        (
+                            json.dumps(list(b.streams)),
+                            state.cursor,
+                            state.round,
+                            state.after,
+                            b.bucket,
+                        ),
+                    )
+                else:
+                    self._run(
+                        "INSERT INTO _sync_buckets (bucket, tbl, key, streams, cursor, round, "
+                        "after, last_used) VALUES (?,?,?,?,?,?,?,?)",
+                        (
+                            b.bucket,
+                            b.table,
+                            b.key,
+                            json.dumps(list(b.streams)),
+                            state.cursor,
+                            state.round,
+                            state.after,
+                            stamp,
+                        ),
+                    )
+            for bucket in page.unchanged:
+                self.set_bucket_state(bucket, BucketState(cursor=page.snapshot))
+
+    def _apply_row(self, spec: TableSpec, row: Mapping[str, Any], pending: set[str]) -> None:
+        row_id = str(row["id"])
+        local = self._one(
+            f"SELECT version FROM {quote(spec.name)} WHERE id = ?",  # noqa: S608
+            (row_id,),
+        )
+        version = row.get("version")
+        if (
+            local is not None
+            and local["version"] is not None
+            and version is not None
+            and int(version) < int(local["version"])
+        ):
+            return
+        if row_id in pending:
+            self.rebase_row(spec.name, row_id, row)
+        else:
+            self.put_row(spec.name, row)
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    def subscribe(self, stream: str, key: str, expires_at: float | None, now: float) -> None:
+        with self.transaction():
+            self._run(
+                "INSERT INTO _sync_subscriptions (stream, key, expires_at, last_used) "
+                "VALUES (?,?,?,?) ON CONFLICT (stream, key) DO UPDATE SET "
+                "expires_at = excluded.expires_at, last_used = excluded.last_used",
+                (stream, key, expires_at, now),
+            )
+
+    def unsubscribe(self, stream: str, key: str) -> None:
+        with self.transaction():
+            self._run("DELETE FROM _sync_subscriptions WHERE stream = ? AND key = ?", (stream, key))
+
+    def subscriptions(self, now: float, *, include_expired: bool = False) -> list[Row]:
+        if include_expired:
+            return self._all("SELECT * FROM _sync_subscriptions ORDER BY stream, key")
+        return self._all(
+            "SELECT * FROM _sync_subscriptions WHERE expires_at IS NULL OR expires_at > ? "
+            "ORDER BY stream, key",
+            (now,),
+        )
+
+    def live_subscriptions(self, now: float) -> tuple[Subscription, ...]:
+        return tuple(Subscription(r["stream"], r["key"]) for r in self.subscriptions(now))
+
+    def drop_expired_subscriptions(self, now: float) -> int:
+        return self._run(
+            "DELETE FROM _sync_subscriptions WHERE expires_at IS NOT NULL AND expires_at <= ?",
+            (now,),
+        )
+
+    def total_rows(self) -> int:
+        return sum(self.row_counts().values())
+
+    def row_counts_by_bucket_stream(self) -> dict[str, int]:
+        """Rows held per stream (a bucket held through two streams counts for both)."""
+        counts: dict[str, int] = {}
+        for record in self.buckets().values():
+            if record.table not in self._specs:
+                continue
+            n = len(self._bucket_rows(record.table, record.key))
+            for stream in record.streams:
+                counts[stream] = counts.get(stream, 0) + n
+        return counts

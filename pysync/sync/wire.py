@@ -1,0 +1,372 @@
+"""The wire contract of ``docs/sync-protocol.md`` as frozen dataclasses, parsed and serialized.
+
+Pure: no I/O, no SQLite. Every other module of the client speaks these types, so a change in
+the contract is a change here first. Parsing is strict about what the client relies on (a
+missing ``bucket`` or ``status`` raises :class:`~pysync.sync.SyncError`) and lenient about
+additions, so a newer server does not break an older client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from pysync.sync.errors import SyncError
+
+__all__ = [
+    "BucketPage",
+    "BucketState",
+    "ChecksumsResponse",
+    "ColumnSpec",
+    "Denied",
+    "OpResult",
+    "PullRequest",
+    "PullResponse",
+    "PushOp",
+    "PushResponse",
+    "SchemaInfo",
+    "StreamSpec",
+    "Subscription",
+    "TableSpec",
+    "parse_checksums",
+    "parse_pull",
+    "parse_push",
+    "parse_schema",
+    "parse_server_time",
+]
+
+Row = dict[str, Any]
+Priority = Literal["critical", "normal", "background"]
+OpKind = Literal["insert", "update", "delete"]
+Policy = Literal["server_wins", "client_wins", "last_write_wins", "field_merge"]
+
+PRIORITIES: tuple[Priority, ...] = ("critical", "normal", "background")
+
+
+def _need(obj: Mapping[str, Any], key: str, what: str) -> Any:
+    if not isinstance(obj, Mapping) or key not in obj:
+        raise SyncError(f"malformed {what} from the server: no {key!r}")
+    return obj[key]
+
+
+def parse_server_time(text: str) -> datetime:
+    """``server_time`` as an aware datetime (PostgreSQL's ISO text, any precision)."""
+    try:
+        return datetime.fromisoformat(text)
+    except (TypeError, ValueError) as exc:
+        raise SyncError(f"malformed server_time {text!r}") from exc
+
+
+# -- sync_schema -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    type: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One synced table: how it is bucketed, what clients may write, the default policy."""
+
+    name: str
+    bucket_column: str
+    columns: tuple[ColumnSpec, ...]
+    writable: frozenset[str] = frozenset()
+    operations: frozenset[str] = frozenset()
+    conflict: Policy = "server_wins"
+    counters: frozenset[str] = frozenset()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> ColumnSpec | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    table: str
+    mode: Literal["auto", "on_demand"]
+    ttl_seconds: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class SchemaInfo:
+    hash: str
+    tables: tuple[TableSpec, ...]
+    streams: tuple[StreamSpec, ...] = ()
+
+    def table(self, name: str) -> TableSpec | None:
+        return next((t for t in self.tables if t.name == name), None)
+
+    def stream(self, name: str) -> StreamSpec | None:
+        return next((s for s in self.streams if s.name == name), None)
+
+
+def parse_schema(obj: Any) -> SchemaInfo:
+    tables = []
+    for t in _need(obj, "tables", "sync_schema"):
+        conflict: Policy = "server_wins"
+        if t.get("conflict") in ("server_wins", "client_wins", "last_write_wins", "field_merge"):
+            conflict = t["conflict"]
+        tables.append(
+            TableSpec(
+                name=_need(t, "name", "sync_schema table"),
+                bucket_column=_need(t, "bucket_column", "sync_schema table"),
+                columns=tuple(
+                    ColumnSpec(c["name"], c.get("type", "text"), bool(c.get("nullable", True)))
+                    for c in _need(t, "columns", "sync_schema table")
+                ),
+                writable=frozenset(t.get("writable") or ()),
+                operations=frozenset(t.get("operations") or ()),
+                conflict=conflict,
+                counters=frozenset(t.get("counters") or ()),
+            )
+        )
+    streams = tuple(
+        StreamSpec(
+            name=s["name"],
+            table=s["table"],
+            mode="on_demand" if s.get("mode") == "on_demand" else "auto",
+            ttl_seconds=s.get("ttl_seconds"),
+            description=s.get("description") or "",
+        )
+        for s in obj.get("streams") or ()
+    )
+    return SchemaInfo(
+        hash=str(_need(obj, "hash", "sync_schema")), tables=tuple(tables), streams=streams
+    )
+
+
+# -- sync_pull ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BucketState:
+    """What the client sends back for a bucket: exactly what the server last returned."""
+
+    cursor: str | None = None
+    round: str | None = None
+    after: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cursor": self.cursor, "round": self.round, "after": self.after}
+
+
+@dataclass(frozen=True)
+class Subscription:
+    stream: str
+    key: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stream": self.stream, "key": self.key}
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    buckets: Mapping[str, BucketState] = field(default_factory=dict)
+    subscriptions: tuple[Subscription, ...] = ()
+    limit: int = 1000
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "buckets": {name: state.to_json() for name, state in sorted(self.buckets.items())},
+            "subscriptions": [s.to_json() for s in self.subscriptions],
+            "limit": self.limit,
+        }
+
+
+@dataclass(frozen=True)
+class BucketPage:
+    """One bucket's part of a pull page."""
+
+    bucket: str
+    table: str
+    key: str
+    streams: tuple[str, ...]
+    state: Literal["new", "reset", "changed"]
+    rows: tuple[Row, ...]
+    removed: tuple[str, ...]
+    complete: bool
+    cursor: str | None
+    round: str | None
+    after: str | None
+
+    def next_state(self, previous: BucketState | None) -> BucketState:
+        """The state to store and send back next time (rule 3 of the apply rules).
+
+        Mid-round the server answers ``cursor: null``; the cursor the round started from is
+        kept (the server keeps filtering the round's later pages by it, and a null cursor would
+        turn the bucket into a new one, served whole and without removals)."""
+        if self.complete:
+            return BucketState(cursor=self.cursor)
+        cursor = self.cursor
+        if cursor is None and previous is not None:
+            cursor = previous.cursor
+        return BucketState(cursor=cursor, round=self.round, after=self.after)
+
+
+@dataclass(frozen=True)
+class Denied:
+    stream: str
+    key: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PullResponse:
+    snapshot: str
+    server_time: datetime
+    schema_hash: str
+    buckets: tuple[BucketPage, ...]
+    unchanged: tuple[str, ...] = ()
+    removed_buckets: tuple[str, ...] = ()
+    denied: tuple[Denied, ...] = ()
+    has_more: bool = False
+
+
+def split_bucket(name: str) -> tuple[str, str]:
+    """``"messages:3f0c…"`` → ``("messages", "3f0c…")``; keys may not hold colons, tables don't."""
+    table, sep, key = name.partition(":")
+    if not sep:
+        raise SyncError(f"malformed bucket name {name!r}")
+    return table, key
+
+
+def _parse_page(b: Mapping[str, Any]) -> BucketPage:
+    bucket = str(_need(b, "bucket", "sync_pull bucket"))
+    table, key = split_bucket(bucket)
+    state: Literal["new", "reset", "changed"] = b.get("state") or "changed"
+    if state not in ("new", "reset", "changed"):
+        raise SyncError(f"malformed sync_pull bucket {bucket}: state {state!r}")
+    return BucketPage(
+        bucket=bucket,
+        table=str(b.get("table") or table),
+        key=str(b.get("key") or key),
+        streams=tuple(b.get("streams") or ()),
+        state=state,
+        rows=tuple(dict(r) for r in b.get("rows") or ()),
+        removed=tuple(str(i) for i in b.get("removed") or ()),
+        complete=bool(b.get("complete", True)),
+        cursor=b.get("cursor"),
+        round=b.get("round"),
+        after=None if b.get("after") is None else str(b["after"]),
+    )
+
+
+def parse_pull(obj: Any) -> PullResponse:
+    return PullResponse(
+        snapshot=str(_need(obj, "snapshot", "sync_pull")),
+        server_time=parse_server_time(_need(obj, "server_time", "sync_pull")),
+        schema_hash=str(obj.get("schema_hash") or ""),
+        buckets=tuple(_parse_page(b) for b in obj.get("buckets") or ()),
+        unchanged=tuple(obj.get("unchanged") or ()),
+        removed_buckets=tuple(obj.get("removed_buckets") or ()),
+        denied=tuple(
+            Denied(str(d.get("stream")), str(d.get("key")), str(d.get("reason") or ""))
+            for d in obj.get("denied") or ()
+        ),
+        has_more=bool(obj.get("has_more", False)),
+    )
+
+
+# -- sync_checksums ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChecksumsResponse:
+    snapshot: str
+    buckets: Mapping[str, tuple[int, int]]  # bucket -> (count, checksum)
+    removed_buckets: tuple[str, ...] = ()
+
+
+def parse_checksums(obj: Any) -> ChecksumsResponse:
+    buckets = {
+        name: (int(v.get("count", 0)), int(v.get("checksum", 0)))
+        for name, v in (_need(obj, "buckets", "sync_checksums") or {}).items()
+    }
+    return ChecksumsResponse(
+        snapshot=str(obj.get("snapshot") or ""),
+        buckets=buckets,
+        removed_buckets=tuple(obj.get("removed_buckets") or ()),
+    )
+
+
+# -- sync_push ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushOp:
+    op_id: int
+    tx_id: str
+    table: str
+    kind: OpKind
+    id: str
+    data: Mapping[str, Any]
+    base_version: int | None
+    priority: Priority = "normal"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op_id": self.op_id,
+            "tx_id": self.tx_id,
+            "table": self.table,
+            "kind": self.kind,
+            "id": self.id,
+            "data": dict(self.data),
+            "base_version": self.base_version,
+            "priority": self.priority,
+        }
+
+
+@dataclass(frozen=True)
+class OpResult:
+    op_id: int
+    status: Literal["applied", "conflict", "rejected"]
+    version: int | None = None
+    row: Row | None = None
+    sqlstate: str | None = None
+    message: str | None = None
+    depends_on: int | None = None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class PushResponse:
+    server_time: datetime
+    results: tuple[OpResult, ...]
+
+
+def parse_push(obj: Any, sent: Sequence[PushOp] = ()) -> PushResponse:
+    """The push response; with ``sent``, checks there is one result per op in order."""
+    results = []
+    for r in _need(obj, "results", "sync_push") or ():
+        status = _need(r, "status", "sync_push result")
+        if status not in ("applied", "conflict", "rejected"):
+            raise SyncError(f"malformed sync_push result: status {status!r}")
+        results.append(
+            OpResult(
+                op_id=int(_need(r, "op_id", "sync_push result")),
+                status=status,
+                version=r.get("version"),
+                row=None if r.get("row") is None else dict(r["row"]),
+                sqlstate=r.get("sqlstate"),
+                message=r.get("message"),
+                depends_on=r.get("depends_on"),
+                replayed=bool(r.get("replayed", False)),
+            )
+        )
+    if sent and [r.op_id for r in results] != [op.op_id for op in sent]:
+        raise SyncError("sync_push answered with results that do not match the ops sent")
+    return PushResponse(
+        server_time=parse_server_time(_need(obj, "server_time", "sync_push")),
+        results=tuple(results),
+    )

@@ -1,0 +1,250 @@
+"""Local storage of the sync client, without a server: pages applied by the contract's rules,
+rebase under pending edits, crash safety, and the local schema's forward migrations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pysync.sync.errors import SchemaMismatch, SyncError
+from pysync.sync.outbox import Outbox
+from pysync.sync.schema import LOCAL_SCHEMA_VERSION
+from pysync.sync.storage import Storage, bucket_checksum
+from pysync.sync.wire import BucketState, parse_pull, parse_schema
+from tests.sync_fixtures import CONV, CONV2, COURSE, SCHEMA, bucket, msg, new_storage, page
+
+A = "a0000000-0000-4000-8000-00000000000a"
+B = "a0000000-0000-4000-8000-00000000000b"
+BUCKET = f"messages:{CONV}"
+
+
+def apply(
+    storage: Storage, response: dict[str, Any], sent: dict[str, BucketState] | None = None
+) -> None:
+    storage.apply_page(sent or {}, parse_pull(response))
+
+
+def test_page_rows_and_cursor_are_stored() -> None:
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi"), msg(B, "yo")])))
+    assert s.get_row("messages", A)["body"] == "hi"  # type: ignore[index]
+    assert s.get_row("messages", A)["tags"] == []  # type: ignore[index]
+    assert s.get_row("messages", A)["pinned"] is False  # type: ignore[index]
+    record = s.buckets()[BUCKET]
+    assert record.state == BucketState(cursor="1240:1244:1241")
+    assert record.streams == ("my_messages",)
+
+
+def test_incomplete_bucket_keeps_round_and_after_until_complete() -> None:
+    s = new_storage()
+    apply(
+        s,
+        page(
+            bucket("messages", CONV, [msg(A, "hi")], complete=False, round="1190:1190:", after=A),
+            has_more=True,
+        ),
+    )
+    assert s.buckets()[BUCKET].state == BucketState(None, "1190:1190:", A)
+    apply(
+        s,
+        page(bucket("messages", CONV, [msg(B, "yo")], cursor="1190:1190:")),
+        {BUCKET: BucketState(None, "1190:1190:", A)},
+    )
+    assert s.buckets()[BUCKET].state == BucketState("1190:1190:")
+    assert {r["id"] for r in s.query("select id from messages")} == {A, B}
+
+
+def test_older_version_is_ignored() -> None:
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "new", version=3)])))
+    apply(s, page(bucket("messages", CONV, [msg(A, "old", version=2)])))
+    assert s.get_row("messages", A)["body"] == "new"  # type: ignore[index]
+
+
+def test_pulled_row_is_rebased_under_pending_edit() -> None:
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi", likes=1)])))
+    Outbox(s).update("messages", A, {"body": "mine"})
+    apply(s, page(bucket("messages", CONV, [msg(A, "theirs", version=2, likes=5)])))
+    row = s.get_row("messages", A)
+    assert row is not None
+    assert (row["body"], row["likes"], row["version"]) == ("mine", 5, 2)
+
+
+def test_local_edit_does_not_bump_version() -> None:
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi", version=4)])))
+    Outbox(s).update("messages", A, {"body": "mine"})
+    assert s.get_row("messages", A)["version"] == 4  # type: ignore[index]
+
+
+def test_removed_id_is_deleted_only_while_still_in_the_bucket() -> None:
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi"), msg(B, "yo")])))
+    # B moved to CONV2 (served in the same page), then CONV's removal names it: untouched.
+    apply(
+        s,
+        page(
+            bucket("messages", CONV2, [msg(B, "yo", version=2, conv=CONV2)]),
+            bucket("messages", CONV, removed=[A, B]),
+        ),
+    )
+    assert s.get_row("messages", A) is None
+    assert s.get_row("messages", B)["conversation_id"] == CONV2  # type: ignore[index]
+
+
+def test_removed_bucket_drops_its_rows_but_keeps_rows_with_pending_ops() -> None:
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi"), msg(B, "yo")])))
+    Outbox(s).update("messages", B, {"body": "edited"})
+    apply(s, page(removed_buckets=[BUCKET]))
+    assert s.get_row("messages", A) is None
+    assert s.get_row("messages", B)["body"] == "edited"  # type: ignore[index]
+    assert BUCKET not in s.buckets()
+
+
+def test_reset_clears_the_bucket_first_only_on_its_first_page() -> None:
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi"), msg(B, "yo")])))
+    apply(
+        s,
+        page(bucket("messages", CONV, [msg(B, "yo", version=2)], state="reset")),
+        {BUCKET: BucketState("1:2:")},
+    )
+    assert s.get_row("messages", A) is None and s.get_row("messages", B) is not None
+    # A later page of the same reset round (after set) adds, never clears.
+    apply(
+        s,
+        page(bucket("messages", CONV, [msg(A, "back")], state="reset")),
+        {BUCKET: BucketState(None, "9:9:", B)},
+    )
+    assert s.get_row("messages", A) is not None and s.get_row("messages", B) is not None
+
+
+def test_unchanged_buckets_get_the_snapshot_as_cursor() -> None:
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi")], cursor="1:1:")))
+    apply(s, page(unchanged=[BUCKET], snapshot="7:7:"))
+    assert s.buckets()[BUCKET].state == BucketState("7:7:")
+
+
+def test_page_and_cursor_commit_together(tmp_path: Path) -> None:
+    path = tmp_path / "cache.db"
+    s = Storage.open(path)
+    s.migrate(parse_schema(SCHEMA), SCHEMA)
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi")], cursor="1:1:")))
+    broken = page(
+        bucket("messages", CONV, [msg(A, "changed", version=2), msg(B, "new")], cursor="2:2:"),
+        bucket("no_such_table", "x", [{"id": "1"}]),  # fails half-way through the page
+    )
+    with pytest.raises(SyncError):
+        apply(s, broken)
+    s.close()
+    reopened = Storage.open(path)
+    assert reopened.get_row("messages", A)["body"] == "hi"  # type: ignore[index]
+    assert reopened.get_row("messages", B) is None
+    assert reopened.buckets()[BUCKET].state == BucketState("1:1:")
+
+
+def test_local_checksum_matches_the_contract_formula() -> None:
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi", version=2), msg(B, "yo", version=1)])))
+    Outbox(s).insert("messages", {"conversation_id": CONV, "sender_id": A, "body": "local"})
+    # Only rows that came from the server count; a pending insert has no version yet.
+    assert s.local_checksum(BUCKET) == bucket_checksum([(A, 2), (B, 1)])
+    import hashlib
+
+    expected = (
+        sum(int(hashlib.md5(f"{i}:{v}".encode()).hexdigest()[:8], 16) for i, v in [(A, 2), (B, 1)])
+        % 2**32
+    )
+    assert bucket_checksum([(A, 2), (B, 1)]) == (2, expected)
+
+
+def test_new_table_and_column_migrate_forward_keeping_pending_ops() -> None:
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi")])))
+    Outbox(s).update("messages", A, {"body": "mine"})
+    newer = json.loads(json.dumps(SCHEMA))
+    newer["hash"] = "h2"
+    newer["tables"][0]["columns"].append({"name": "reaction", "type": "jsonb", "nullable": True})
+    newer["tables"].append(
+        {
+            "name": "notes",
+            "bucket_column": "owner_id",
+            "columns": [
+                {"name": "id", "type": "uuid"},
+                {"name": "owner_id", "type": "uuid"},
+                {"name": "version", "type": "bigint"},
+            ],
+            "writable": [],
+            "operations": [],
+            "conflict": "server_wins",
+            "counters": [],
+        }
+    )
+    plan = s.migrate(parse_schema(newer), newer)
+    assert len(plan) == 2
+    assert s.meta("schema_hash") == "h2"
+    assert [op.data for op in s.pending_ops()] == [{"body": "mine"}]
+    apply(s, page(bucket("messages", CONV, [msg(A, "theirs", version=2, reaction={"x": 1})])))
+    row = s.get_row("messages", A)
+    assert row is not None and row["reaction"] == {"x": 1} and row["body"] == "mine"
+
+
+def test_local_schema_upgrades_from_version_1_without_losing_outbox_rows(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = Storage(sqlite3.connect(path, isolation_level=None, check_same_thread=False))
+    old.create_internal(version=1)
+    old._run(
+        "INSERT INTO _sync_outbox (op_id, tx_id, tbl, kind, row_id, data, base_version, "
+        "priority, created_at) VALUES (1, 't', 'messages', 'update', ?, '{\"body\": \"x\"}', 3, "
+        "'normal', 0)",
+        (A,),
+    )
+    cols = {c["name"] for c in old._all("PRAGMA table_info(_sync_outbox)")}
+    assert "base_row" not in cols
+    old.close()
+
+    s = Storage.open(path)
+    assert s.meta("local_schema_version") == str(LOCAL_SCHEMA_VERSION)
+    ops = s.pending_ops()
+    assert [(o.op_id, o.data, o.base_version, o.base_row) for o in ops] == [
+        (1, {"body": "x"}, 3, None)
+    ]
+    assert "last_used" in {c["name"] for c in s._all("PRAGMA table_info(_sync_subscriptions)")}
+
+
+def test_cache_from_a_newer_client_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    s = Storage.open(path)
+    s.set_meta("local_schema_version", str(LOCAL_SCHEMA_VERSION + 1))
+    s.close()
+    with pytest.raises(SchemaMismatch):
+        Storage.open(path)
+
+
+def test_on_demand_bucket_is_recorded_with_its_stream() -> None:
+    s = new_storage()
+    apply(
+        s,
+        page(
+            bucket(
+                "course_content",
+                COURSE,
+                [{"id": A, "course_id": COURSE, "title": "t", "version": 1}],
+            )
+        ),
+    )
+    assert s.buckets()[f"course_content:{COURSE}"].streams == ("course_preview",)
+    assert s.row_counts_by_bucket_stream() == {"course_preview": 1}
+
+
+def test_tables_read_by_a_query_are_found() -> None:
+    s = new_storage()
+    sql = "select m.body from messages m join course_content c on c.id = m.id where m.likes > ?"
+    assert s.tables_read_by(sql, (1,)) == {"messages", "course_content"}
