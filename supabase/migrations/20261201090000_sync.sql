@@ -751,7 +751,8 @@ select private.sync_register_table(
 select private.sync_register_table(
     'messages', 'conversation_id',
     array['conversation_id', 'sender_id', 'body', 'attachment_path', 'edited_at', 'deleted_at'],
-    array['insert', 'update', 'delete'], 'last_write_wins'
+    -- Senders soft-delete (deleted_at) and keep the message's place; only admins hard-delete.
+    array['insert', 'update'], 'last_write_wins'
 );
 select private.sync_register_table(
     'notifications', 'recipient_id', array['read_at'], array['update'], 'last_write_wins'
