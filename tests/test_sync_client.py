@@ -54,8 +54,8 @@ def test_insert_update_delete_round_trip(
         cache.update("messages", mid, {"body": "edited"})
         cache.sync()
         assert server_body(world, mid) == [("edited", 2)]
-        # Messages are registered with "delete" but no policy lets a user delete one (they
-        # are soft-deleted): the op is rejected and the local row comes back.
+        # Messages are soft-deleted (deleted_at): sync offers no delete on them, so the op is
+        # rejected and the local row comes back.
         cache.delete("messages", mid)
         cache.sync()
         assert server_body(world, mid) == [("edited", 2)]
