@@ -692,6 +692,28 @@ begin
 end
 $$;
 
+-- A deleted account leaves no sync bookkeeping that names it (GDPR erasure deletes the user
+-- last, after every row of theirs, so this runs after the tombstones those deletes wrote).
+-- Dropping the tombstones of buckets keyed by the user loses nothing: nobody else holds such a
+-- bucket once the user is gone (every membership query joins through the user's own rows).
+create function private.sync_forget_user()
+returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+    delete from private.sync_tombstones as t
+    where t.bucket_key = old.id::text or t.row_id = old.id;
+    delete from private.sync_push_results as r where r.user_id = old.id;
+    return null;
+end
+$$;
+revoke all on function private.sync_forget_user() from public;
+
+create trigger sync_forget_user after delete on auth.users
+for each row execute function private.sync_forget_user();
+
 /*
  * ---------------------------------------------------------------------------
  * Registry: the synced tables and their streams
