@@ -10,6 +10,7 @@ errors that never reached the server.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -41,6 +42,17 @@ class GatewaySource(Protocol):
 
     @property
     def gateway(self) -> Gateway: ...
+
+
+#: Largest JSON argument sent in a ``GET /rpc/…`` query string. A ``GET`` is what Supabase's
+#: API gateway may route to a read replica, but proxies cap URLs at 8 KB or so; a larger
+#: request (a cache holding hundreds of buckets) is POSTed instead, which PostgREST still
+#: runs read-only because the functions are ``stable``.
+MAX_GET_ARGUMENT_BYTES = 6000
+
+
+def _fits_in_url(args: Mapping[str, Any]) -> bool:
+    return len(json.dumps(args, separators=(",", ":"))) <= MAX_GET_ARGUMENT_BYTES
 
 
 def retryable(exc: BaseException) -> bool:
@@ -92,7 +104,8 @@ class Connector:
         return parse_schema(raw), raw
 
     def pull(self, request: PullRequest) -> PullResponse:
-        return parse_pull(self._call("sync_pull", {"request": request.to_json()}, read_only=True))
+        args = {"request": request.to_json()}
+        return parse_pull(self._call("sync_pull", args, read_only=_fits_in_url(args)))
 
     def checksums(
         self, buckets: Sequence[str], subscriptions: Sequence[Subscription] = ()
@@ -101,7 +114,8 @@ class Connector:
         ``subscriptions`` (not in the doc's request shape, but read by the SQL): without
         them every on-demand bucket comes back in ``removed_buckets``."""
         request = {"buckets": list(buckets), "subscriptions": [s.to_json() for s in subscriptions]}
-        raw = self._call("sync_checksums", {"request": request}, read_only=True)
+        args = {"request": request}
+        raw = self._call("sync_checksums", args, read_only=_fits_in_url(args))
         return parse_checksums(raw)
 
     def push(self, client_id: str, ops: Sequence[PushOp]) -> PushResponse:
