@@ -11,6 +11,7 @@ from pysync.sync.cache import RejectedCallback, SyncCache, Watch
 from pysync.sync.conflicts import ConflictContext, ConflictPolicy, Resolver
 from pysync.sync.connector import Connector
 from pysync.sync.errors import CacheLocked, SchemaMismatch, SyncError, UnknownTable, WrongKey
+from pysync.sync.realtime import RealtimeNudges
 from pysync.sync.schema import LOCAL_SCHEMA_VERSION
 from pysync.sync.status import ProgressCallback, StreamProgress, SyncStatus
 from pysync.sync.storage import DeadLetter
@@ -26,6 +27,7 @@ __all__ = [
     "NudgeSource",
     "PgNudges",
     "ProgressCallback",
+    "RealtimeNudges",
     "RejectedCallback",
     "Resolver",
     "SchemaMismatch",

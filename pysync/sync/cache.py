@@ -597,7 +597,7 @@ class SyncCache:
     # -- triggers ----------------------------------------------------------------------------
 
     def held_buckets(self) -> list[str]:
-        """Bucket names held now (the nudge topics to listen on are ``sync:<bucket>``)."""
+        """Bucket names held now (each key's nudges arrive on the topic ``sync:<key>``)."""
         return sorted(self._storage.buckets())
 
     def on_timer(self) -> None:

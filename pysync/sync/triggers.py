@@ -1,11 +1,11 @@
 """When to sync: at start, when connectivity returns, periodically, on a realtime nudge, or
 when asked. Every trigger goes through one debouncer, so a burst of nudges (a busy
 conversation) becomes one pull, and a failed sync is retried after the state machine's backoff.
-
-Nudges locally come from PostgreSQL ``NOTIFY`` on the topic ``sync:<table>:<key>`` (the
-emulated ``realtime.send`` also notifies): :class:`PgNudges` ``LISTEN``\\ s on the held buckets'
-topics. On a Supabase project the same topics are private Realtime broadcast channels; any
-object with ``set_buckets`` and ``close`` (:class:`NudgeSource`) plugs in the same way.
+Nudges locally come from PostgreSQL ``NOTIFY`` on the topic ``sync:<key>`` (the emulated
+``realtime.send`` also notifies): :class:`PgNudges` ``LISTEN``\\ s on the held buckets' keys. On
+a Supabase project the same topics are private Realtime broadcast channels
+(:class:`~pysync.sync.realtime.RealtimeNudges`); any object with ``set_buckets`` and ``close``
+(:class:`NudgeSource`) plugs in the same way.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def _bucket_of(channel: str, payload: str) -> str:
 
 
 class PgNudges:
-    """``LISTEN "sync:<table>:<key>"`` for each held bucket on a dedicated connection; calls
+    """``LISTEN "sync:<key>"`` for each held bucket key on a dedicated connection; calls
     ``on_nudge(bucket)`` for each notification. For the local database (and tests)."""
 
     def __init__(self, url: str, on_nudge: Callable[[str], None], *, poll: float = 0.5) -> None:
@@ -135,10 +135,8 @@ class PgNudges:
         self._thread.start()
 
     def set_buckets(self, buckets: Iterable[str]) -> None:
-        # The contract's topic is "sync:<table>:<key>"; the server (20261201090000_sync.sql,
-        # private.sync_nudge) currently sends on "sync:<key>". Listening on both keeps nudges
-        # working whichever side is brought in line; the payload names the bucket either way.
-        wanted = {f"sync:{b}" for b in buckets} | {f"sync:{b.partition(':')[2]}" for b in buckets}
+        # One topic per bucket key ("sync:<key>"): buckets of several tables share a key.
+        wanted = {f"sync:{bucket.partition(':')[2]}" for bucket in buckets}
         with self._lock:
             for topic in sorted(wanted - self._topics):
                 self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(topic)))

@@ -427,6 +427,41 @@ $$;
 revoke all on function private.sync_pruned_xid() from public;
 grant execute on function private.sync_pruned_xid() to authenticated, service_role;
 
+-- A hash of everything sync_schema() describes, cheap enough for every pull to carry (a client
+-- migrates its local tables when it changes): the registry rows and the synced columns.
+create function private.sync_schema_hash()
+returns text
+language sql
+stable
+security definer
+set search_path = ''
+as $$
+    select md5(string_agg(part, '|' order by part))
+    from (
+        select format(
+            'table:%s:%s:%s:%s:%s:%s', t.table_name, t.bucket_column, t.writable, t.operations,
+            t.conflict, t.counters
+        ) as part
+        from private.sync_tables as t
+        union all
+        select format(
+            'column:%s:%s:%s:%s:%s', t.table_name, lpad(a.attnum::text, 5, '0'), a.attname,
+            pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull
+        )
+        from private.sync_tables as t
+        join pg_catalog.pg_attribute as a
+            on a.attrelid = format('public.%I', t.table_name)::regclass
+        where a.attnum > 0 and not a.attisdropped and a.attname <> 'sync_xid'
+        union all
+        select format(
+            'stream:%s:%s:%s:%s:%s', s.name, s.table_name, s.mode, s.ttl_seconds, s.description
+        )
+        from private.sync_streams as s
+    ) as parts
+$$;
+revoke all on function private.sync_schema_hash() from public;
+grant execute on function private.sync_schema_hash() to authenticated, service_role;
+
 -- The registry as clients see it (sync_schema's body), with its hash.
 create function private.sync_registry()
 returns jsonb
@@ -478,7 +513,7 @@ as $$
         from tables cross join streams
     )
 
-    select registry.body || jsonb_build_object('hash', md5(registry.body::text))
+    select registry.body || jsonb_build_object('hash', private.sync_schema_hash())
     from registry
 $$;
 revoke all on function private.sync_registry() from public;
@@ -1225,7 +1260,7 @@ begin
     return jsonb_build_object(
         'snapshot', snap::text,
         'server_time', now(),
-        'schema_hash', private.sync_registry() ->> 'hash',
+        'schema_hash', private.sync_schema_hash(),
         'buckets', to_jsonb(entries),
         'unchanged', to_jsonb(unchanged),
         'removed_buckets', removed_buckets,

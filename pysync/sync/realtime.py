@@ -1,0 +1,94 @@
+"""Realtime nudges from a Supabase project: one private broadcast channel per held bucket key.
+
+The server sends ``{"bucket": "<table>:<key>"}`` with event ``sync`` on the private topic
+``sync:<key>`` when a bucket changes (docs/sync-protocol.md, "Realtime nudges"); RLS on
+``realtime.messages`` lets only callers who may hold the bucket join. :class:`RealtimeNudges`
+keeps realtime-py's asyncio client on a thread of its own, so the synchronous cache and its
+:class:`~pysync.sync.triggers.Triggers` use it like :class:`~pysync.sync.triggers.PgNudges`.
+The user's access token is re-sent whenever the bucket set changes, so an hours-long session
+keeps its channels authorized as the token refreshes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from realtime import AsyncRealtimeChannel, AsyncRealtimeClient
+from realtime.types import BroadcastPayload, RealtimeChannelOptions
+
+__all__ = ["RealtimeNudges", "realtime_url"]
+
+
+def realtime_url(project_url: str) -> str:
+    """``https://ref.supabase.co`` → ``wss://ref.supabase.co/realtime/v1``."""
+    base = project_url.rstrip("/")
+    scheme, _, rest = base.partition("://")
+    return f"{'ws' if scheme == 'http' else 'wss'}://{rest}/realtime/v1"
+
+
+class RealtimeNudges:
+    """Joins ``sync:<key>`` for every held bucket's key; calls ``on_nudge(bucket)`` per nudge."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        token: Callable[[], str],
+        on_nudge: Callable[[str], None],
+        *,
+        timeout: float = 10.0,
+    ) -> None:
+        self._token = token
+        self._on_nudge = on_nudge
+        self._timeout = timeout
+        self._channels: dict[str, AsyncRealtimeChannel] = {}
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="pysync-realtime"
+        )
+        self._thread.start()
+        self._client = AsyncRealtimeClient(url, token=api_key, params={"apikey": api_key})
+        self._run(self._connect())
+
+    def _run(self, work: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result(self._timeout)
+
+    async def _connect(self) -> None:
+        await self._client.connect()
+        await self._client.set_auth(self._token())
+
+    def _received(self, message: BroadcastPayload) -> None:
+        bucket = message["payload"].get("bucket")
+        if isinstance(bucket, str):
+            self._on_nudge(bucket)
+
+    async def _reconcile(self, keys: set[str]) -> None:
+        await self._client.set_auth(self._token())
+        for key in sorted(set(self._channels) - keys):
+            await self._client.remove_channel(self._channels.pop(key))
+        for key in sorted(keys - set(self._channels)):
+            options: RealtimeChannelOptions = {
+                "config": {"broadcast": None, "presence": None, "private": True}
+            }
+            channel = self._client.channel(f"sync:{key}", options)
+            channel.on_broadcast("sync", self._received)
+            await channel.subscribe()
+            self._channels[key] = channel
+
+    def set_buckets(self, buckets: Iterable[str]) -> None:
+        """Listen to exactly the keys of ``buckets`` (``<table>:<key>`` names)."""
+        self._run(self._reconcile({bucket.partition(":")[2] for bucket in buckets}))
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted(f"sync:{key}" for key in self._channels)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._run(self._client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(self._timeout)
