@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ from pysync.localdb import LocalDatabase
 from pysync.migrate import apply_seed, push
 from pysync.seed import seed_dev
 from pysync.sync.demo import run_demo
+from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect
 
 STEPS = [
@@ -62,3 +64,16 @@ def test_demo_tells_every_step_and_converges_twice(dev_url: str) -> None:
                 " where p.display_name = 'Sam Student' and e.course_id ="
                 " 'd0000000-0000-4000-8000-000000000001'"
             ).fetchone() == ("active", "Sam Student")
+
+
+def test_the_cli_prints_the_story_or_its_json(
+    dev_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SUPABASE_JWT_SECRET", raising=False)
+    assert main(["sync", "demo", "--db-url", dev_url]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("1. First sync: student.sam@example.com")
+    assert out[-1] == "converged: 3 caches match the server"
+    assert main(["sync", "demo", "--db-url", dev_url, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["steps"] == STEPS and report["converged"] == ["phone", "laptop", "tutor"]
