@@ -12,6 +12,7 @@ import pytest
 
 from pysync.auth import LocalUser
 from pysync.sync import SyncCache
+from pysync.sync.demo import differences
 from tests.sync_world import SyncWorld
 from tests.test_cli import assert_one_line_error, run_cli
 
@@ -122,6 +123,9 @@ def test_subscribe_pull_unsubscribe(
     assert subscribed == {"stream": "course_preview", "key": course, "ttl": 600.0}
     held = sync_json(capsys, world.url, student.email, cache, "pull")
     assert held["streams"]["course_preview"] == {"buckets": 1, "complete": 1, "rows": 1}
+    client = world.client(student)
+    with SyncCache.open(client, cache) as opened:
+        assert differences(opened, client) == []
     sync_json(capsys, world.url, student.email, cache, "unsubscribe", "course_preview", course)
     dropped = sync_json(capsys, world.url, student.email, cache, "pull")
     assert "course_preview" not in dropped["streams"]

@@ -74,7 +74,8 @@ def differences(cache: SyncCache, client: Client) -> list[str]:
     Empty when the cache is exact."""
     found: list[str] = []
     held = cache.held_buckets()
-    gone = Connector(client).checksums(held).removed_buckets if held else []
+    subscriptions = cache.storage.live_subscriptions(time.time())
+    gone = Connector(client).checksums(held, subscriptions).removed_buckets if held else []
     found.extend(f"{bucket}: held, but no longer the user's" for bucket in gone)
     for name, record in cache.storage.buckets().items():
         column = cache.storage.spec(record.table).bucket_column
