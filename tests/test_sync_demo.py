@@ -77,3 +77,11 @@ def test_the_cli_prints_the_story_or_its_json(
     assert main(["sync", "demo", "--db-url", dev_url, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["steps"] == STEPS and report["converged"] == ["phone", "laptop", "tutor"]
+
+
+def test_a_missing_user_is_one_line(dev_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["sync", "demo", "--db-url", dev_url, "--student", "nobody@example.com"])
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: no user nobody@example.com: the demo runs on the dev world (`pysync seed dev`)"
+    ]

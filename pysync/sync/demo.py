@@ -115,12 +115,10 @@ def _platform(url: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-def _one(conn: psycopg.Connection[Any], query: str, *params: Any) -> tuple[Any, ...]:
+def _one(conn: psycopg.Connection[Any], missing: str, query: str, *params: Any) -> tuple[Any, ...]:
     row = conn.execute(query, params).fetchone()
     if row is None:
-        raise SyncError(
-            f"the demo needs the dev world (`pysync up` and `pysync seed dev`): {query}"
-        )
+        raise SyncError(f"{missing}: the demo runs on the dev world (`pysync seed dev`)")
     return tuple(row)
 
 
@@ -147,11 +145,12 @@ def run_demo(
     # sure it is active (a previous run ends it, then puts it back; a crashed one may not have).
     with _platform(url) as conn:
         student_id, tutor_id = (
-            str(_one(conn, "select id from auth.users where email = %s", who.lower())[0])
-            for who in (student, tutor)
+            str(_one(conn, f"no user {who}", "select id from auth.users where email = %s", who)[0])
+            for who in (student.strip().lower(), tutor.strip().lower())
         )
         enrollment_id, course_id, title, status = _one(
             conn,
+            f"{student} has no enrollment in a published course of {tutor}",
             "select e.id::text, c.id::text, c.title, e.status from public.enrollments as e"
             " join public.courses as c on c.id = e.course_id"
             " where e.student_id = %s and c.tutor_id = %s and c.status = 'published'"
@@ -166,6 +165,7 @@ def run_demo(
             say(f"set-up: re-enrolled {student} in {title} (it was {status})")
         original = _one(
             conn,
+            f"{student} has no profile",
             "select display_name, timezone, locale from public.profiles where id = %s",
             student_id,
         )
