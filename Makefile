@@ -1,6 +1,7 @@
 # The two commands a newcomer needs (see README.md):
 #   make demo  — set up, start the embedded database, push migrations and policies, seed
-#                (supabase/seed.sql, then the development world), print who to log in as
+#                (supabase/seed.sql, then the development world), print who to log in as,
+#                then tell the offline-sync story (`pysync sync demo`)
 #   make test  — the same set-up plus pgTAP and Deno, then every check and test
 .PHONY: demo test bootstrap lint clean
 
@@ -10,6 +11,7 @@ BIN := $(VENV)/bin
 demo: bootstrap
 	$(BIN)/pysync up
 	$(BIN)/pysync seed dev
+	$(BIN)/pysync sync demo
 
 test:
 	./scripts/bootstrap.sh --pgtap --deno

@@ -19,6 +19,7 @@ from pysync_cli.options import DbUrl, Json
 from pysync_cli.render import render_push, render_status, render_tables
 from pysync_cli.rls import rls_app
 from pysync_cli.seed import seed_app
+from pysync_cli.sync import sync_app
 from pysync_cli.tokens import jwt_app
 from pysync_cli.users import users_app
 
@@ -37,6 +38,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(backup_app, name="backup")
 app.add_typer(import_app, name="import")
 app.add_typer(gdpr_app, name="gdpr")
+app.add_typer(sync_app, name="sync")
 
 
 @app.command("up")
