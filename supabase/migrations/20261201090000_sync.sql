@@ -1032,6 +1032,44 @@ comment on function public.sync_schema() is
 'Synced tables (columns, types, writable columns, operations, conflict policy), streams, hash.';
 
 
+-- One bucket's entry in a sync_pull response: complete (with its new cursor) unless the page
+-- stopped inside it (then the round's snapshot and the id to resume after).
+create function private.sync_bucket_entry(
+    table_name text,
+    bucket_key text,
+    streams jsonb,
+    state text,
+    served_rows jsonb,
+    removed jsonb,
+    served_to pg_snapshot,
+    resume_after uuid
+)
+returns jsonb
+language sql
+immutable
+set search_path = ''
+as $$
+    select jsonb_build_object(
+        'bucket', table_name || ':' || bucket_key,
+        'table', table_name,
+        'key', bucket_key,
+        'streams', streams,
+        'state', state,
+        'rows', served_rows,
+        'removed', removed,
+        'complete', resume_after is null,
+        'cursor', case when resume_after is null then served_to::text end,
+        'round', case when resume_after is not null then served_to::text end,
+        'after', resume_after
+    )
+$$;
+revoke all on function private.sync_bucket_entry(
+    text, text, jsonb, text, jsonb, jsonb, pg_snapshot, uuid
+) from public;
+grant execute on function private.sync_bucket_entry(
+    text, text, jsonb, text, jsonb, jsonb, pg_snapshot, uuid
+) to authenticated, service_role;
+
 -- One page of changes for every bucket the caller holds (docs/sync-protocol.md, sync_pull).
 -- Stable, so every query below sees the one snapshot that becomes the new cursor, and
 -- PostgREST runs it read-only (a read replica can serve it). Security invoker: the rows come
@@ -1206,24 +1244,11 @@ begin
                 i := i + 1;
             end loop;
             seen_keys := seen_keys || k;
-            entries := entries || jsonb_build_object(
-                'bucket', grp.table_name || ':' || k,
-                'table', grp.table_name,
-                'key', k,
-                'streams', resolved -> (grp.table_name || ':' || k),
-                'state', case
-                    when grp.is_reset then 'reset'
-                    when k = any(grp.new_keys) then 'new'
-                    else 'changed'
-                end,
-                'rows', to_jsonb(rows_of_key),
-                'removed', to_jsonb(removed_of_key),
-                'complete', k is distinct from partial_key,
-                'cursor', case
-                    when k is distinct from partial_key then coalesce(grp.round_snap, snap)::text
-                end,
-                'round', case when k = partial_key then coalesce(grp.round_snap, snap)::text end,
-                'after', case when k = partial_key then id_list[served] end
+            entries := entries || private.sync_bucket_entry(
+                grp.table_name, k, resolved -> (grp.table_name || ':' || k),
+                case when grp.is_reset then 'reset' when k = any(grp.new_keys) then 'new' else 'changed' end,
+                to_jsonb(rows_of_key), to_jsonb(removed_of_key), coalesce(grp.round_snap, snap),
+                case when k = partial_key then id_list[served] end
             );
         end loop;
 
@@ -1233,22 +1258,10 @@ begin
             foreach k in array grp.keys loop
                 continue when k = any(seen_keys);
                 if grp.is_reset or k = any(grp.new_keys) or grp.round_snap is not null then
-                    entries := entries || jsonb_build_object(
-                        'bucket', grp.table_name || ':' || k,
-                        'table', grp.table_name,
-                        'key', k,
-                        'streams', resolved -> (grp.table_name || ':' || k),
-                        'state', case
-                            when grp.is_reset then 'reset'
-                            when k = any(grp.new_keys) then 'new'
-                            else 'changed'
-                        end,
-                        'rows', '[]'::jsonb,
-                        'removed', '[]'::jsonb,
-                        'complete', true,
-                        'cursor', coalesce(grp.round_snap, snap)::text,
-                        'round', null,
-                        'after', null
+                    entries := entries || private.sync_bucket_entry(
+                        grp.table_name, k, resolved -> (grp.table_name || ':' || k),
+                        case when grp.is_reset then 'reset' when k = any(grp.new_keys) then 'new' else 'changed' end,
+                        '[]', '[]', coalesce(grp.round_snap, snap), null
                     );
                 else
                     unchanged := unchanged || (grp.table_name || ':' || k);
