@@ -7,7 +7,7 @@
 -- tests.cursor_before() is a snapshot that has not seen this transaction's writes,
 -- tests.cursor_after() one that has (as if it had committed).
 begin;
-select plan(67);
+select plan(68);
 
 -- helpers (rolled back with the rest: the tests schema never reaches a real project) ---------
 
@@ -112,6 +112,15 @@ select is_empty(
               and g.tgfoid = 'private.sync_capture_changes()'::regprocedure and g.tgenabled = 'O'
       )$$,
     'every registered table has its three enabled sync_capture_* triggers'
+);
+select is_empty(
+    $$select t.table_name from private.sync_tables as t
+      where not exists (
+          select 1 from pg_trigger as g
+          where g.tgrelid = format('public.%I', t.table_name)::regclass
+              and g.tgfoid = 'private.stamp_synced_row()'::regprocedure and g.tgenabled = 'O'
+      )$$,
+    'every registered table stamps version and sync_xid on every write (stamp_synced_row)'
 );
 select is_empty(
     $$select t.table_name || ': ' || g.tgname
