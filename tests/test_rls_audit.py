@@ -21,7 +21,7 @@ from pysync.rls.audit import (
     load_audit_config,
     run_audit,
 )
-from pysync.rls.matrix import CaseSpec, load_matrix
+from pysync.rls.matrix import CaseSpec, RpcSpec, load_matrix
 from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT
 
@@ -242,6 +242,7 @@ def test_every_lint_has_a_case() -> None:
     covered = {p.values[0] for p in CASES} | {
         "table_missing_from_matrix",
         "policy_missing_from_matrix",
+        "function_missing_from_matrix",
     }
     assert covered == set(LINTS)
 
@@ -387,6 +388,26 @@ def test_a_table_missing_from_the_matrix_is_an_error(app_conn: Conn) -> None:
     complete = dataclasses.replace(covered, lines=[*covered.lines, add_line])
     assert (
         find(app_conn, "policy_missing_from_matrix", "public.notes (insert)", matrix=complete)
+        is None
+    )
+
+
+def test_a_public_function_missing_from_the_matrix_is_an_error(app_conn: Conn) -> None:
+    app_conn.execute(
+        "create function public.count_my_notes() returns bigint language sql"
+        " set search_path = '' as 'select 1::bigint';"
+        " revoke execute on function public.count_my_notes() from public, anon;"
+    )
+    matrix = load_matrix(POLICIES / "matrix.toml")
+    finding = find(
+        app_conn, "function_missing_from_matrix", "public.count_my_notes()", matrix=matrix
+    )
+    assert finding is not None and finding.level == "error"
+    assert "[[rpc]]" in finding.fix
+    line = RpcSpec("public.count_my_notes()", frozenset({"authenticated", "service_role"}))
+    covered = dataclasses.replace(matrix, rpcs=[*matrix.rpcs, line])
+    assert (
+        find(app_conn, "function_missing_from_matrix", "public.count_my_notes()", matrix=covered)
         is None
     )
 

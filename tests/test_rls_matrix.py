@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from pysync.rls import coverage_gaps, load_matrix, run_matrix
-from pysync.rls.matrix import MatrixError
+from pysync.rls.matrix import MatrixError, RpcSpec, function_name
 from pysync.rls.world import build_world
 from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT
@@ -168,4 +168,77 @@ def test_rows_made_by_triggers_are_taken_over_with_on_conflict(
 
     part.write_text(row.replace("category = ", "kind = ") + 'on_conflict = ["category"]\n')
     with pytest.raises(MatrixError, match="on_conflict must list columns it sets"):
+        load_matrix(main_file)
+
+
+# -- RPCs: who may execute each function of public -------------------------------------------
+
+
+def test_every_sync_rpc_is_declared_with_its_roles(matrix: Any) -> None:
+    declared = {rpc.function: set(rpc.allow) for rpc in matrix.rpcs}
+    assert declared["public.sync_pull(jsonb)"] == {"authenticated", "service_role"}
+    assert declared["public.sync_push(uuid, jsonb)"] == {"authenticated", "service_role"}
+    assert declared["public.sync_prune()"] == {"service_role"}
+    assert {"public.sync_schema()", "public.sync_checksums(jsonb)"} <= set(declared)
+
+
+def test_a_public_function_without_an_rpc_line_is_a_gap(app_conn: Conn, matrix: Any) -> None:
+    app_conn.execute(
+        "create function public.rogue_rpc(n integer, tags text[]) returns int"
+        " language sql as 'select n'"
+    )
+    app_conn.execute(
+        "create function public.rogue_trigger() returns trigger language plpgsql"
+        " as 'begin return new; end'"
+    )
+    gaps = coverage_gaps(app_conn, matrix)
+    assert gaps == ["public.rogue_rpc(integer, text[]): no rpc line in the access matrix"]
+
+    declared = RpcSpec(function_name("rogue_rpc(integer,text[])"), frozenset({"service_role"}))
+    covered = dataclasses.replace(matrix, rpcs=[*matrix.rpcs, declared])
+    assert coverage_gaps(app_conn, covered) == []
+    # Supabase's default privileges let every API role execute a new public function.
+    report = run_matrix(app_conn, covered)
+    assert [(r.table, r.actor, r.expected, r.got) for r in report.failures] == [
+        ("public.rogue_rpc(integer, text[])", "anon", "deny", "allow"),
+        ("public.rogue_rpc(integer, text[])", "authenticated", "deny", "allow"),
+    ]
+
+
+def test_a_wrong_rpc_expectation_is_reported(app_conn: Conn, matrix: Any) -> None:
+    rpcs = [
+        dataclasses.replace(rpc, allow=rpc.allow | {"authenticated"})
+        if rpc.function == "public.sync_prune()"
+        else rpc
+        for rpc in matrix.rpcs
+    ]
+    missing = RpcSpec("public.no_such_rpc()", frozenset({"authenticated"}))
+    report = run_matrix(app_conn, dataclasses.replace(matrix, rpcs=[*rpcs, missing]))
+    # A function that does not exist fails for every role, even those it must deny.
+    assert sorted((r.table, r.actor, r.expected, r.got) for r in report.failures) == [
+        ("public.no_such_rpc()", "anon", "deny", "error"),
+        ("public.no_such_rpc()", "authenticated", "allow", "error"),
+        ("public.no_such_rpc()", "service_role", "deny", "error"),
+        ("public.sync_prune()", "authenticated", "allow", "deny"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rpc", "message"),
+    [
+        ('function = "sync_pull(jsonb)"\nallow = ["owner_student"]\n', "unknown roles"),
+        ('function = "sync_pull"\nallow = []\n', "function must be a signature"),
+        ('function = "sync_pull(jsonb)"\n', "allow must list the API roles"),
+        ('function = "public.sync_pull( jsonb )"\nallow = []\n', "is already declared"),
+    ],
+)
+def test_malformed_rpc_lines_are_refused(tmp_path: Path, rpc: str, message: str) -> None:
+    main_file = tmp_path / "matrix.toml"
+    main_file.write_text(MATRIX.read_text())
+    (tmp_path / "matrix").mkdir()
+    (tmp_path / "matrix" / "sync.toml").write_text(
+        (PROJECT_ROOT / "policies" / "matrix" / "sync.toml").read_text()
+    )
+    (tmp_path / "matrix" / "zz.toml").write_text("[[rpc]]\n" + rpc)
+    with pytest.raises(MatrixError, match=f"zz.toml: rpc 1.*{message}"):
         load_matrix(main_file)

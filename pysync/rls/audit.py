@@ -58,6 +58,7 @@ LINTS: dict[str, tuple[str, str]] = {
     "public_bucket_allows_listing": ("warn", "anyone can list the files of a public bucket"),
     "table_missing_from_matrix": ("error", "a public table has no access matrix case lines"),
     "policy_missing_from_matrix": ("error", "a table's policy command has no matrix case line"),
+    "function_missing_from_matrix": ("error", "a public function has no matrix rpc line"),
 }
 
 #: Schemas Supabase (or the local emulation, ``pysync_local``) owns: their functions and
@@ -497,6 +498,15 @@ def _matrix(ctx: _Context, matrix: Matrix) -> Iterator[Finding]:
                 "no case line says who may read and write it, so nothing proves its policies",
                 f"add case lines for every command (allowed and denied) in {where} or a"
                 " part file in policies/matrix/",
+            )
+        elif gap.kind == "function_without_rpc_line":
+            yield _finding(
+                "function_missing_from_matrix",
+                gap.table,
+                "PostgREST exposes it at /rest/v1/rpc, but no rpc line says which API roles"
+                " may execute it, so nothing proves its grants",
+                f"add an [[rpc]] line (function and allowed roles) in {where} or a part file"
+                " in policies/matrix/, and revoke execute from the roles it does not list",
             )
         elif gap.kind == "policy_without_case_line":
             yield _finding(

@@ -13,6 +13,12 @@ that user's id, ``"{published_course}"`` that row's id, ``"{me}"`` the acting us
 A fixture row that a trigger has already made (a user's default notification preferences)
 names its key in ``on_conflict = ["user_id", "category"]``: the world then updates that row
 to the given values and uses its id.
+
+RPCs are declared in ``[[rpc]]`` lines: a function of ``public`` (as PostgREST exposes it,
+``"sync_pull(jsonb)"``) and the API roles allowed to execute it; every other API role must be
+denied. Execute rights belong to roles, not users, so these lines speak of ``anon``,
+``authenticated`` and ``service_role``; what a function does for each user is the business of
+the function's own tests.
 """
 
 from __future__ import annotations
@@ -26,11 +32,13 @@ from pysync.errors import PysyncError
 
 __all__ = [
     "ACTORS",
+    "API_ROLES",
     "OPERATIONS",
     "Case",
     "CaseSpec",
     "Matrix",
     "MatrixError",
+    "RpcSpec",
     "UserSpec",
     "load_matrix",
 ]
@@ -47,6 +55,8 @@ ACTORS = (
     "service_role",
 )
 API_ACTORS = ("anon", "service_role")
+#: The roles PostgREST runs a request as: who may execute an RPC is decided per role.
+API_ROLES = ("anon", "authenticated", "service_role")
 OPERATIONS = ("select", "insert", "update", "delete")
 Value = Any
 
@@ -106,11 +116,21 @@ class Case:
 
 
 @dataclass(frozen=True)
+class RpcSpec:
+    """One ``[[rpc]]`` line: a function (``public.sync_pull(jsonb)``) and the API roles that
+    may execute it; the other API roles must not."""
+
+    function: str
+    allow: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Matrix:
     users: dict[str, UserSpec]
     rows: dict[str, RowSpec]
     lines: list[CaseSpec]
     path: Path | None = None
+    rpcs: list[RpcSpec] = field(default_factory=list)
 
     @property
     def cases(self) -> list[Case]:
@@ -124,6 +144,14 @@ class Matrix:
 def qualified(table: str) -> str:
     """``courses`` → ``public.courses``; ``storage.objects`` stays as it is."""
     return table if "." in table else f"public.{table}"
+
+
+def function_name(signature: str) -> str:
+    """``sync_push(uuid,jsonb)`` → ``public.sync_push(uuid, jsonb)``: schema-qualified, one
+    space after each comma, as the catalog spells argument types (``oidvectortypes``)."""
+    name, _, args = signature.strip().partition("(")
+    types = [t.strip() for t in args.rstrip(")").split(",") if t.strip()]
+    return f"{qualified(name.strip())}({', '.join(types)})"
 
 
 def _names_in(value: Value) -> set[str]:
@@ -195,7 +223,29 @@ def load_matrix(path: Path) -> Matrix:
     for part, part_data in parts:
         for number, spec in enumerate(part_data.get("case", []), start=1):
             lines.append(_case_line(part, number, spec, known))
-    return Matrix(users=users, rows=rows, lines=lines, path=path)
+
+    rpcs: dict[str, RpcSpec] = {}
+    for part, part_data in parts:
+        for number, spec in enumerate(part_data.get("rpc", []), start=1):
+            rpc = _rpc_line(part, number, spec)
+            if rpc.function in rpcs:
+                raise MatrixError(f"{part}: rpc {number}: {rpc.function} is already declared")
+            rpcs[rpc.function] = rpc
+    return Matrix(users=users, rows=rows, lines=lines, path=path, rpcs=list(rpcs.values()))
+
+
+def _rpc_line(path: Path, number: int, spec: dict[str, Any]) -> RpcSpec:
+    where = f"{path}: rpc {number} ({spec.get('function')})"
+    function = spec.get("function")
+    if not isinstance(function, str) or not function.rstrip().endswith(")"):
+        raise MatrixError(f"{where}: function must be a signature such as sync_pull(jsonb)")
+    allow = spec.get("allow")
+    if not isinstance(allow, list):
+        raise MatrixError(f"{where}: allow must list the API roles that may execute it")
+    strangers = set(allow) - set(API_ROLES)
+    if strangers:
+        raise MatrixError(f"{where}: unknown roles {sorted(strangers)}; use {list(API_ROLES)}")
+    return RpcSpec(function=function_name(function), allow=frozenset(allow))
 
 
 def _case_line(path: Path, number: int, spec: dict[str, Any], known: set[str]) -> CaseSpec:

@@ -7,6 +7,9 @@ Outcomes: a select is *allowed* when the row is visible; an insert when it succe
 update or delete when it touches the row. *Denied* is zero rows or SQLSTATE 42501 (RLS
 ``WITH CHECK``, missing grant or column privilege, or a guard trigger). Anything else is an
 *error*, reported with its SQLSTATE: a matrix case must fail only for permission reasons.
+
+An ``[[rpc]]`` line is checked per API role with ``has_function_privilege(role, function,
+'execute')``: *allowed* when the role may execute it, *error* when the function does not exist.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import errors, sql
 
-from pysync.rls.matrix import API_ACTORS, Case, Matrix, qualified
+from pysync.rls.matrix import API_ACTORS, API_ROLES, Case, Matrix, RpcSpec, qualified
 from pysync.rls.request import impersonate
 from pysync.rls.world import World, build_world, table_identifier
 
@@ -128,10 +131,39 @@ def _run_case(conn: psycopg.Connection[Any], case: Case, world: World) -> CaseRe
     )
 
 
+def _run_rpc(conn: psycopg.Connection[Any], rpc: RpcSpec) -> list[CaseResult]:
+    found = conn.execute("select to_regprocedure(%s)::oid", (rpc.function,)).fetchone()
+    oid = found[0] if found else None
+    results = []
+    for role in API_ROLES:
+        expected = "allow" if role in rpc.allow else "deny"
+        if oid is None:
+            got, detail = "error", "no such function"
+        else:
+            allowed = conn.execute(
+                "select has_function_privilege(%s, %s::oid, 'execute')", (role, oid)
+            ).fetchone()
+            got = "allow" if allowed and allowed[0] else "deny"
+            detail = "" if got == "allow" else "no execute privilege"
+        results.append(
+            CaseResult(
+                table=rpc.function,
+                actor=role,
+                op="execute",
+                row=None,
+                expected=expected,
+                got=got,
+                detail=detail,
+            )
+        )
+    return results
+
+
 @dataclass(frozen=True)
 class CoverageGap:
     """Something the matrix leaves unproven. ``kind``: ``rls_disabled``, ``no_case_lines``
-    (a table of ``public``) or ``policy_without_case_line`` (for ``op``)."""
+    (a table of ``public``), ``policy_without_case_line`` (for ``op``) or
+    ``function_without_rpc_line`` (``table`` is then a function of ``public``)."""
 
     table: str
     kind: str
@@ -142,12 +174,16 @@ class CoverageGap:
             return f"{self.table}: row level security is disabled"
         if self.kind == "no_case_lines":
             return f"{self.table}: no case lines in the access matrix"
+        if self.kind == "function_without_rpc_line":
+            return f"{self.table}: no rpc line in the access matrix"
         return f"{self.table}: {self.op} policies have no case line"
 
 
 def find_coverage_gaps(conn: psycopg.Connection[Any], matrix: Matrix) -> list[CoverageGap]:
     """What the matrix leaves unproven: tables of ``public`` without case lines or without
-    RLS, and (table, command) pairs that have a policy but no case line."""
+    RLS, (table, command) pairs that have a policy but no case line, and functions of
+    ``public`` (PostgREST's RPCs; not trigger functions, not an extension's) without an
+    ``[[rpc]]`` line."""
     gaps: list[CoverageGap] = []
     tables = conn.execute(
         "select n.nspname || '.' || c.relname, c.relrowsecurity from pg_class c"
@@ -172,6 +208,19 @@ def find_coverage_gaps(conn: psycopg.Connection[Any], matrix: Matrix) -> list[Co
         for op in commands:
             if (table, op) not in ops:
                 gaps.append(CoverageGap(table, "policy_without_case_line", op))
+    functions = conn.execute(
+        "select n.nspname || '.' || p.proname || '(' || oidvectortypes(p.proargtypes) || ')'"
+        " from pg_proc p join pg_namespace n on n.oid = p.pronamespace"
+        " where n.nspname = 'public' and p.prokind in ('f', 'p')"
+        " and p.prorettype not in ('trigger'::regtype, 'event_trigger'::regtype)"
+        " and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass"
+        "  and d.objid = p.oid and d.deptype = 'e')"
+        " and p.oid <> all(select to_regprocedure(f) from unnest(%s::text[]) as f"
+        "  where to_regprocedure(f) is not null)"
+        " order by 1",
+        ([rpc.function for rpc in matrix.rpcs],),
+    ).fetchall()
+    gaps.extend(CoverageGap(function, "function_without_rpc_line") for (function,) in functions)
     return gaps
 
 
@@ -187,4 +236,5 @@ def run_matrix(conn: psycopg.Connection[Any], matrix: Matrix) -> MatrixReport:
         uncovered = coverage_gaps(conn, matrix)
         world = build_world(conn, matrix)
         results = [_run_case(conn, case, world) for case in matrix.cases]
+        results += [result for rpc in matrix.rpcs for result in _run_rpc(conn, rpc)]
     return MatrixReport(results=results, uncovered=uncovered, seconds=time.perf_counter() - started)
