@@ -53,8 +53,8 @@ class FakeRealtime:
             }
             await socket.send(json.dumps(reply))
 
-    async def _broadcast(self, key: str, bucket: str) -> None:
-        topic = f"realtime:sync:{key}"
+    async def _broadcast(self, bucket: str) -> None:
+        topic = f"realtime:sync:{bucket}"
         message = {
             "topic": topic,
             "event": "broadcast",
@@ -63,9 +63,9 @@ class FakeRealtime:
         }
         await self.sockets[topic].send(json.dumps(message))
 
-    def broadcast(self, key: str, bucket: str) -> None:
+    def broadcast(self, bucket: str) -> None:
         assert self.loop is not None
-        asyncio.run_coroutine_threadsafe(self._broadcast(key, bucket), self.loop).result(5)
+        asyncio.run_coroutine_threadsafe(self._broadcast(bucket), self.loop).result(5)
 
 
 @pytest.fixture
@@ -112,18 +112,27 @@ def test_nudges_join_one_private_channel_per_key_and_report_the_bucket(
     )
     try:
         nudges.set_buckets([f"messages:{KEY}", f"conversations:{KEY}", f"courses:{OTHER}"])
-        assert nudges.topics == [f"sync:{KEY}", f"sync:{OTHER}"]
+        assert nudges.topics == [
+            f"sync:conversations:{KEY}",
+            f"sync:courses:{OTHER}",
+            f"sync:messages:{KEY}",
+        ]
         joined = {join["topic"]: join["payload"] for join in fake.joins}
-        assert set(joined) == {f"realtime:sync:{KEY}", f"realtime:sync:{OTHER}"}
+        assert set(joined) == {f"realtime:{topic}" for topic in nudges.topics}
         for payload in joined.values():
             assert payload["config"]["private"] is True
             assert payload["access_token"] == "user-token"
 
-        fake.broadcast(KEY, f"messages:{KEY}")
+        fake.broadcast(f"messages:{KEY}")
         wait_for(lambda: nudged == [f"messages:{KEY}"])
 
-        nudges.set_buckets([f"messages:{KEY}"])  # the course's buckets were dropped
-        assert nudges.topics == [f"sync:{KEY}"]
-        wait_for(lambda: fake.leaves == [f"realtime:sync:{OTHER}"])
+        nudges.set_buckets([f"messages:{KEY}"])  # the others were dropped
+        assert nudges.topics == [f"sync:messages:{KEY}"]
+        wait_for(
+            lambda: (
+                sorted(fake.leaves)
+                == [f"realtime:sync:conversations:{KEY}", f"realtime:sync:courses:{OTHER}"]
+            )
+        )
     finally:
         nudges.close()

@@ -350,11 +350,11 @@ def test_read_only_tables_refuse_writes(world: SyncWorld) -> None:
 # -------------------------------------------------------------------------------- nudges
 
 
-def test_one_nudge_per_key_per_transaction(world: SyncWorld) -> None:
+def test_one_nudge_per_bucket_per_transaction(world: SyncWorld) -> None:
     tutor = world.user("tutor")
     course = world.course(tutor, lessons=0)
     with psycopg.connect(world.url, autocommit=True) as listener:
-        listener.execute(f'listen "sync:{course}"')
+        listener.execute(f'listen "sync:course_content:{course}"')
         with psycopg.connect(world.url) as writer:  # one transaction
             for position in range(3):
                 writer.execute(
@@ -379,8 +379,40 @@ def test_sync_topic_is_authorized_for_bucket_holders_only(
                 "select set_config('request.jwt.claims', %s, true)",
                 (f'{{"sub": "{user.id}", "role": "authenticated"}}',),
             )
+            topic = f"sync:messages:{conversation}"
             row = conn.execute(
                 "select private.can_access_topic(%s), private.can_access_topic(%s, true)",
-                (f"sync:{conversation}", f"sync:{conversation}"),
+                (topic, topic),
             ).fetchone()
             assert row == (allowed, False)
+
+
+def test_a_sync_topic_reveals_nothing_of_another_table_with_the_same_key(
+    world: SyncWorld, chat: tuple[Any, Any, str]
+) -> None:
+    """The student may hold the tutor's profile bucket, never the tutor's notifications: the
+    nudge for a notification to the tutor goes on a topic only the tutor may join."""
+    tutor, student, _ = chat
+    with psycopg.connect(world.url) as conn:
+        conn.execute(
+            "select set_config('request.jwt.claims', %s, true)",
+            (f'{{"sub": "{student.id}", "role": "authenticated"}}',),
+        )
+        row = conn.execute(
+            "select private.can_access_topic(%s), private.can_access_topic(%s)",
+            (f"sync:profiles:{tutor.id}", f"sync:notifications:{tutor.id}"),
+        ).fetchone()
+    assert row == (True, False)
+    world.sql(
+        "insert into public.notifications (recipient_id, type, title)"
+        " values (%s, 'announcement', 'for the tutor')",
+        tutor.id,
+    )
+    topics = {
+        r[0]
+        for r in world.sql(
+            "select topic from realtime.messages where payload ->> 'bucket' = %s",
+            f"notifications:{tutor.id}",
+        )
+    }
+    assert topics == {f"sync:notifications:{tutor.id}"}

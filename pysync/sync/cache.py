@@ -597,7 +597,7 @@ class SyncCache:
     # -- triggers ----------------------------------------------------------------------------
 
     def held_buckets(self) -> list[str]:
-        """Bucket names held now (each key's nudges arrive on the topic ``sync:<key>``)."""
+        """Bucket names held now (each one's nudges arrive on the topic ``sync:<bucket>``)."""
         return sorted(self._storage.buckets())
 
     def on_timer(self) -> None:

@@ -1,7 +1,7 @@
-"""Realtime nudges from a Supabase project: one private broadcast channel per held bucket key.
+"""Realtime nudges from a Supabase project: one private broadcast channel per held bucket.
 
 The server sends ``{"bucket": "<table>:<key>"}`` with event ``sync`` on the private topic
-``sync:<key>`` when a bucket changes (docs/sync-protocol.md, "Realtime nudges"); RLS on
+``sync:<table>:<key>`` when a bucket changes (docs/sync-protocol.md, "Realtime nudges"); RLS on
 ``realtime.messages`` lets only callers who may hold the bucket join. :class:`RealtimeNudges`
 keeps realtime-py's asyncio client on a thread of its own, so the synchronous cache and its
 :class:`~pysync.sync.triggers.Triggers` use it like :class:`~pysync.sync.triggers.PgNudges`.
@@ -31,7 +31,10 @@ def realtime_url(project_url: str) -> str:
 
 
 class RealtimeNudges:
-    """Joins ``sync:<key>`` for every held bucket's key; calls ``on_nudge(bucket)`` per nudge."""
+    """Joins ``sync:<table>:<key>`` for every held bucket; calls ``on_nudge(bucket)`` per nudge.
+
+    Supabase caps channels per connection (100 on most plans): a cache holding more buckets
+    than that relies on its periodic sync for the rest."""
 
     def __init__(
         self,
@@ -66,26 +69,26 @@ class RealtimeNudges:
         if isinstance(bucket, str):
             self._on_nudge(bucket)
 
-    async def _reconcile(self, keys: set[str]) -> None:
+    async def _reconcile(self, buckets: set[str]) -> None:
         await self._client.set_auth(self._token())
-        for key in sorted(set(self._channels) - keys):
-            await self._client.remove_channel(self._channels.pop(key))
-        for key in sorted(keys - set(self._channels)):
+        for bucket in sorted(set(self._channels) - buckets):
+            await self._client.remove_channel(self._channels.pop(bucket))
+        for bucket in sorted(buckets - set(self._channels)):
             options: RealtimeChannelOptions = {
                 "config": {"broadcast": None, "presence": None, "private": True}
             }
-            channel = self._client.channel(f"sync:{key}", options)
+            channel = self._client.channel(f"sync:{bucket}", options)
             channel.on_broadcast("sync", self._received)
             await channel.subscribe()
-            self._channels[key] = channel
+            self._channels[bucket] = channel
 
     def set_buckets(self, buckets: Iterable[str]) -> None:
-        """Listen to exactly the keys of ``buckets`` (``<table>:<key>`` names)."""
-        self._run(self._reconcile({bucket.partition(":")[2] for bucket in buckets}))
+        """Listen to exactly ``buckets`` (``<table>:<key>`` names)."""
+        self._run(self._reconcile(set(buckets)))
 
     @property
     def topics(self) -> list[str]:
-        return sorted(f"sync:{key}" for key in self._channels)
+        return sorted(f"sync:{bucket}" for bucket in self._channels)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

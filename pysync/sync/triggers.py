@@ -1,8 +1,8 @@
 """When to sync: at start, when connectivity returns, periodically, on a realtime nudge, or
 when asked. Every trigger goes through one debouncer, so a burst of nudges (a busy
 conversation) becomes one pull, and a failed sync is retried after the state machine's backoff.
-Nudges locally come from PostgreSQL ``NOTIFY`` on the topic ``sync:<key>`` (the emulated
-``realtime.send`` also notifies): :class:`PgNudges` ``LISTEN``\\ s on the held buckets' keys. On
+Nudges locally come from PostgreSQL ``NOTIFY`` on the topic ``sync:<table>:<key>`` (the
+emulated ``realtime.send`` also notifies): :class:`PgNudges` ``LISTEN``\\ s on the held buckets. On
 a Supabase project the same topics are private Realtime broadcast channels
 (:class:`~pysync.sync.realtime.RealtimeNudges`); any object with ``set_buckets`` and ``close``
 (:class:`NudgeSource`) plugs in the same way.
@@ -11,6 +11,7 @@ a Supabase project the same topics are private Realtime broadcast channels
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import threading
 import time
@@ -24,7 +25,7 @@ from pysync.sync.cache import SyncCache
 from pysync.sync.errors import SyncError
 from pysync.sync.protocol import Connectivity
 
-__all__ = ["NudgeSource", "PgNudges", "Triggers"]
+__all__ = ["NudgeSource", "PgNudges", "Triggers", "notify_channel"]
 
 
 class NudgeSource(Protocol):
@@ -120,9 +121,18 @@ def _bucket_of(channel: str, payload: str) -> str:
     return str(bucket)
 
 
+def notify_channel(topic: str) -> str:
+    """The local ``NOTIFY`` channel of a realtime topic: the topic itself, or, beyond
+    PostgreSQL's 63-byte channel names, ``realtime:<md5 of the topic>`` (as the emulated
+    ``realtime.send`` does)."""
+    if len(topic.encode()) <= 63:
+        return topic
+    return "realtime:" + hashlib.md5(topic.encode()).hexdigest()
+
+
 class PgNudges:
-    """``LISTEN "sync:<key>"`` for each held bucket key on a dedicated connection; calls
-    ``on_nudge(bucket)`` for each notification. For the local database (and tests)."""
+    """``LISTEN`` on each held bucket's topic ``sync:<table>:<key>`` on a dedicated connection;
+    calls ``on_nudge(bucket)`` for each notification. For the local database (and tests)."""
 
     def __init__(self, url: str, on_nudge: Callable[[str], None], *, poll: float = 0.5) -> None:
         self._conn: psycopg.Connection[Any] = psycopg.connect(url, autocommit=True)
@@ -135,8 +145,7 @@ class PgNudges:
         self._thread.start()
 
     def set_buckets(self, buckets: Iterable[str]) -> None:
-        # One topic per bucket key ("sync:<key>"): buckets of several tables share a key.
-        wanted = {f"sync:{bucket.partition(':')[2]}" for bucket in buckets}
+        wanted = {notify_channel(f"sync:{bucket}") for bucket in buckets}
         with self._lock:
             for topic in sorted(wanted - self._topics):
                 self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(topic)))

@@ -94,12 +94,10 @@ alter table private.sync_push_results enable row level security;
  * ---------------------------------------------------------------------------
  */
 
--- Tell clients holding these buckets to pull: one broadcast per key per transaction on the
--- private topic sync:<key> (buckets of several tables share a key: a course's row, content
--- and assignments; one nudge makes the client pull them all, and a topic stays within
--- PostgreSQL's 63-byte NOTIFY channel names locally). The set already nudged is a
--- transaction-local setting, so a rolled-back savepoint forgets its nudges with their
--- realtime.messages rows.
+-- Tell clients holding these buckets to pull: one broadcast per bucket per transaction on the
+-- private topic sync:<table>:<key>, which only callers who may hold that bucket can join. The
+-- set already nudged is a transaction-local setting, so a rolled-back savepoint forgets its
+-- nudges with their realtime.messages rows.
 create function private.sync_nudge(table_name text, keys text [])
 returns void
 language plpgsql
@@ -114,7 +112,7 @@ declare
 begin
     foreach bucket_key in array coalesce(keys, array[]::text []) loop
         continue when bucket_key is null;
-        topic := 'sync:' || bucket_key;
+        topic := 'sync:' || table_name || ':' || bucket_key;
         continue when strpos(nudged, '|' || topic || '|') > 0;
         perform realtime.send(
             jsonb_build_object('bucket', table_name || ':' || bucket_key), 'sync', topic, true
@@ -306,8 +304,9 @@ $$;
 revoke all on function private.sync_resolve_buckets(jsonb) from public;
 grant execute on function private.sync_resolve_buckets(jsonb) to authenticated, service_role;
 
--- May the caller hold a bucket with this key, in any table? Realtime checks of sync:<key>.
-create function private.sync_key_allowed(bucket_key text)
+-- May the caller hold this bucket (through any stream of its table)? Realtime checks of
+-- sync:<table>:<key>.
+create function private.sync_bucket_allowed(table_name text, bucket_key text)
 returns boolean
 language plpgsql
 stable
@@ -318,7 +317,10 @@ declare
     s record;
     found boolean;
 begin
-    for s in select st.mode, st.query from private.sync_streams as st order by st.name loop
+    for s in
+        select st.mode, st.query from private.sync_streams as st where st.table_name = $1
+        order by st.name
+    loop
         if s.mode = 'auto' then
             execute format('select exists (select 1 from (%s) as m (k) where m.k::text = $1)', s.query)
             into found using bucket_key;
@@ -337,8 +339,8 @@ begin
     return false;
 end
 $$;
-revoke all on function private.sync_key_allowed(text) from public;
-grant execute on function private.sync_key_allowed(text) to authenticated, service_role;
+revoke all on function private.sync_bucket_allowed(text, text) from public;
+grant execute on function private.sync_bucket_allowed(text, text) to authenticated, service_role;
 
 -- The ids that changed in some buckets of one table since a snapshot (all ids when `since`
 -- is null), with whether the row still exists; ordered by (key, id) and resumable after a
@@ -688,9 +690,8 @@ $$;
 revoke all on function private.sync_apply_op(jsonb) from public;
 grant execute on function private.sync_apply_op(jsonb) to authenticated, service_role;
 
--- Realtime authorization, now with sync topics: sync:<key> may be received by a caller who may
--- hold a bucket with that key (never sent to: the server nudges). Replaces the messaging
--- version.
+-- Realtime authorization, now with sync topics: sync:<table>:<key> may be received by a caller
+-- who may hold that bucket (never sent to: the server nudges). Replaces the messaging version.
 create or replace function private.can_access_topic(topic text, sending boolean default false)
 returns boolean
 language plpgsql
@@ -709,7 +710,9 @@ begin
         return false;
     end if;
     if prefix = 'sync' then
-        return not coalesce(sending, false) and private.sync_key_allowed(target);
+        return not coalesce(sending, false) and private.sync_bucket_allowed(
+            split_part(target, ':', 1), substr(target, strpos(target, ':') + 1)
+        );
     end if;
     if target !~ uuid_pattern then
         return false;

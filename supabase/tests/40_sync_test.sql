@@ -7,7 +7,7 @@
 -- tests.cursor_before() is a snapshot that has not seen this transaction's writes,
 -- tests.cursor_after() one that has (as if it had committed).
 begin;
-select plan(68);
+select plan(69);
 
 -- helpers (rolled back with the rest: the tests schema never reaches a real project) ---------
 
@@ -280,8 +280,8 @@ select is(
 );
 select is(
     public.sync_schema() ->> 'hash',
-    md5((public.sync_schema() - 'hash')::text),
-    'sync_schema''s hash is the md5 of the rest of it'
+    private.sync_schema_hash(),
+    'sync_schema''s hash is the registry''s and columns'' hash'
 );
 select is(
     public.sync_pull('{}') ->> 'schema_hash',
@@ -569,27 +569,32 @@ select is(
     'a cursor older than the horizon is served as reset'
 );
 
--- realtime: sync:<key> topics ------------------------------------------------------------------------
+-- realtime: sync:<table>:<key> topics ---------------------------------------------------------------------
 
 select ok(
-    private.can_access_topic('sync:17000000-0000-4000-8000-000000000001'),
+    private.can_access_topic('sync:messages:17000000-0000-4000-8000-000000000001'),
     'a participant may receive on the sync topic of her conversation'
 );
 select ok(
-    private.can_access_topic('sync:d0000000-0000-4000-8000-000000000001'),
+    private.can_access_topic('sync:course_content:d0000000-0000-4000-8000-000000000001'),
     'an enrolled student may receive on the sync topic of her course'
 );
 select ok(
-    not private.can_access_topic('sync:17000000-0000-4000-8000-000000000001', true),
+    not private.can_access_topic('sync:messages:17000000-0000-4000-8000-000000000001', true),
     'nobody may send on a sync topic, not even a holder'
+);
+select ok(
+    private.can_access_topic('sync:profiles:b0000000-0000-4000-8000-000000000001')
+    and not private.can_access_topic('sync:notifications:b0000000-0000-4000-8000-000000000001'),
+    'seeing the tutor''s profile does not open the tutor''s notifications topic'
 );
 select tests.authenticate_as('c0000000-0000-4000-8000-000000000003');  -- Sid
 select ok(
-    not private.can_access_topic('sync:17000000-0000-4000-8000-000000000001'),
+    not private.can_access_topic('sync:messages:17000000-0000-4000-8000-000000000001'),
     'a stranger may not receive on the sync topic of a conversation'
 );
 select ok(
-    not private.can_access_topic('sync:d0000000-0000-4000-8000-000000000003'),
+    not private.can_access_topic('sync:course_content:d0000000-0000-4000-8000-000000000003'),
     'a stranger may not receive on the sync topic of a draft course'
 );
 select tests.clear_authentication();

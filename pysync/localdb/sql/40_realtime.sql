@@ -63,7 +63,11 @@ begin
             'payload', jsonb_build_object('id', final_payload -> 'id')
         )::text;
     end if;
-    perform pg_notify(topic, notice);
+    -- PostgreSQL's channel names stop at 63 bytes: a longer topic is announced on
+    -- 'realtime:' || md5(topic) (pysync.sync.triggers.notify_channel computes the same).
+    perform pg_notify(
+        case when octet_length(topic) <= 63 then topic else 'realtime:' || md5(topic) end, notice
+    );
 end
 $$;
 
