@@ -100,6 +100,7 @@ class Client:
     ) -> None:
         context = Context(gateway, identity)
         self._context = context
+        self._identity = identity
         self._storage = storage
         self._on_close = list(on_close)
         self.profiles = ProfilesSource(context)
@@ -128,6 +129,7 @@ class Client:
         *,
         password: str | None = None,
         pool_size: int = 4,
+        pooled: bool = False,
     ) -> Client:
         """A client for a user of the embedded database.
 
@@ -135,6 +137,8 @@ class Client:
         through a gateway logged in as ``authenticator``, like PostgREST. ``user`` is a
         :class:`~pysync.auth.LocalUser`, a user id, or an e-mail address; with ``password``
         the address signs in with it (checked against its bcrypt hash, as GoTrue does).
+        ``pooled=True`` when ``url`` is a transaction-mode pooler (no prepared statements:
+        :meth:`PostgresGateway.connect <pysync.gateway.PostgresGateway.connect>`).
         """
         auth = LocalAuth(url, jwt_secret=jwt_secret)
         tokens: _LocalTokens
@@ -151,10 +155,12 @@ class Client:
             tokens = _LocalTokens(auth, str(user))
         tokens()  # fails now, not at the first call, when the user does not exist
         api_url = _as_authenticator(url)
-        gateway = PostgresGateway.connect(api_url, jwt_secret=jwt_secret, max_size=pool_size)
+        gateway = PostgresGateway.connect(
+            api_url, jwt_secret=jwt_secret, max_size=pool_size, pooled=pooled
+        )
         try:
             files = PostgresGateway.connect(
-                api_url, jwt_secret=jwt_secret, schemas=("storage",), max_size=2
+                api_url, jwt_secret=jwt_secret, schemas=("storage",), max_size=2, pooled=pooled
             )
         except BaseException:
             gateway.close()
@@ -197,6 +203,27 @@ class Client:
         gateway = PostgrestGateway.connect(url, anon_key, http_client=http_client)
         storage = SupabaseStorage(url, anon_key, session.identity, http_client=http_client)
         return cls(gateway, session.identity, storage=storage)
+
+    # -- reading elsewhere ------------------------------------------------------------------
+
+    def reading_from(
+        self, gateway: Gateway, *, on_close: Sequence[Callable[[], None]] = ()
+    ) -> Client:
+        """The same user (the same, refreshing, token) over another gateway: typically one
+        on a read replica, for ``SyncCache.open(client, path, read_client=…)``. The returned
+        client has no storage; closing it runs ``on_close`` (not this client's steps)."""
+        return Client(gateway, self._identity, on_close=on_close)
+
+    def local_replica(
+        self, url: str, jwt_secret: str, *, pool_size: int = 2, pooled: bool = False
+    ) -> Client:
+        """This user on a local read replica (a hot standby of the embedded database):
+        ``url`` as ``postgres``, as for :meth:`local`; the returned client owns its gateway
+        (close it). Reads only: a standby refuses writes."""
+        gateway = PostgresGateway.connect(
+            _as_authenticator(url), jwt_secret=jwt_secret, max_size=pool_size, pooled=pooled
+        )
+        return self.reading_from(gateway, on_close=[gateway.close])
 
     # -- the rest -------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent set-up shared by `make demo` and `make test`: a project virtualenv with the
 # project installed (re-installed only when pyproject.toml changes); with --pgtap, pgTAP and
-# pg_prove from Debian's packages; with --deno, Deno from the npm registry into .tools/.
+# pg_prove from Debian's packages; with --pgbouncer, Debian's pgbouncer (the transaction-mode
+# pooler the sync and gateway tests run through); with --deno, Deno from the npm registry
+# into .tools/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,10 +39,12 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
 fi
 
 want_pgtap=no
+want_pgbouncer=no
 want_deno=no
 for flag in "$@"; do
     case "$flag" in
         --pgtap) want_pgtap=yes ;;
+        --pgbouncer) want_pgbouncer=yes ;;
         --deno) want_deno=yes ;;
         *) echo "bootstrap: unknown option $flag" >&2; exit 2 ;;
     esac
@@ -56,7 +60,25 @@ if [ "$want_pgtap" = yes ]; then
         echo "bootstrap: installing pgTAP and pg_prove (apt)"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq
-        apt-get install -y -qq postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl >/dev/null
+        apt-get install -y -qq -o DPkg::Lock::Timeout=300 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl >/dev/null
+    fi
+fi
+
+# pgbouncer: the tests start their own (pysync/localdb/pooler.py) in front of their cluster.
+if [ "$want_pgbouncer" = yes ] && ! command -v pgbouncer >/dev/null; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "bootstrap: pgbouncer is missing; as root run: apt-get install pgbouncer" >&2
+        exit 1
+    fi
+    echo "bootstrap: installing pgbouncer (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq -o DPkg::Lock::Timeout=300 pgbouncer >/dev/null
+    # Only the tests' own instances run: not the packaged service.
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+    else
+        service pgbouncer stop >/dev/null 2>&1 || true
     fi
 fi
 

@@ -13,6 +13,8 @@ import pytest
 
 from pysync.config import LOCAL_JWT_SECRET
 from pysync.localdb import LocalDatabase
+from pysync.localdb.pooler import Pooler, pgbouncer_path
+from pysync.localdb.replica import ReadReplica, pg_basebackup_available
 from pysync.migrate import apply_seed, push
 from tests.helpers import PROJECT_ROOT, connect, make_tempdir, remove_tree
 
@@ -33,6 +35,32 @@ def local_db(session_dir: Path) -> Iterator[LocalDatabase]:
     db.start()
     yield db
     db.stop()
+
+
+@pytest.fixture(scope="session")
+def pooler(local_db: LocalDatabase, session_dir: Path) -> Iterator[Pooler]:
+    """A transaction-mode pgbouncer in front of the session's cluster, started by the first
+    test that needs it (``Pooler.url(dbname, "authenticator")``; gateways over it need
+    ``pooled=True``)."""
+    if pgbouncer_path() is None:
+        pytest.skip("pgbouncer is not installed: run ./scripts/bootstrap.sh --pgbouncer as root")
+    made = Pooler.for_database(local_db, session_dir / "pgbouncer")
+    made.start()
+    yield made
+    made.stop()
+
+
+@pytest.fixture(scope="module")
+def replica(local_db: LocalDatabase, session_dir: Path) -> Iterator[ReadReplica]:
+    """A streaming hot standby of the session's cluster (``pg_basebackup -R``), for the
+    modules that need one; ``wait_for_replay()`` before reading what the primary wrote."""
+    if not pg_basebackup_available():
+        pytest.skip("pg_basebackup is not installed (apt-get install postgresql-15)")
+    made = ReadReplica(local_db, session_dir / f"replica-{uuid.uuid4().hex[:8]}")
+    made.start()
+    yield made
+    made.stop()
+    remove_tree(made.cluster.base_dir)
 
 
 @pytest.fixture

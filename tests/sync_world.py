@@ -8,6 +8,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
 from pysync.auth import LocalAuth, LocalUser
 from pysync.client import Client, _as_authenticator
 from pysync.config import LOCAL_JWT_SECRET
@@ -16,12 +19,19 @@ from tests.helpers import connect
 
 
 class SyncWorld:
-    """Users and rows of one app database; every write here is the platform's (postgres)."""
+    """Users and rows of one app database; every write here is the platform's (postgres).
 
-    def __init__(self, url: str) -> None:
+    ``api_url`` is where the users' requests go (default: ``url`` as ``authenticator``):
+    a transaction-mode pooler's URL with ``pooled=True``, or a read replica's.
+    """
+
+    def __init__(self, url: str, *, api_url: str | None = None, pooled: bool = False) -> None:
         self.url = url
+        self.pooled = pooled
         self.auth = LocalAuth(url, jwt_secret=LOCAL_JWT_SECRET, bcrypt_cost=4)
-        self.api = PostgresGateway.connect(_as_authenticator(url), jwt_secret=LOCAL_JWT_SECRET)
+        self.api = PostgresGateway.connect(
+            _as_authenticator(api_url or url), jwt_secret=LOCAL_JWT_SECRET, pooled=pooled
+        )
 
     def user(self, role: str = "student") -> LocalUser:
         return self.auth.create_user(
@@ -81,6 +91,20 @@ class SyncWorld:
 
     def close(self) -> None:
         self.api.close()
+
+
+#: ``params`` of a module's ``world`` fixture: its tests run straight to the database and
+#: again through the session's transaction-mode pgbouncer (``pooler`` in conftest.py).
+ROUTES = ["direct", "pooled"]
+
+
+def make_world(request: pytest.FixtureRequest, url: str) -> SyncWorld:
+    """A world on ``url`` whose users' requests take the route ``request.param``."""
+    if getattr(request, "param", "direct") != "pooled":
+        return SyncWorld(url)
+    pooler = request.getfixturevalue("pooler")
+    dbname = str(conninfo_to_dict(url)["dbname"])
+    return SyncWorld(url, api_url=pooler.url(dbname, "authenticator"), pooled=True)
 
 
 @dataclass

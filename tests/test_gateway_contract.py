@@ -50,6 +50,7 @@ from pysync.gateway import (
     or_,
 )
 from pysync.localdb import LocalDatabase
+from pysync.localdb.pooler import Pooler
 
 FIXTURE_SQL = """
 drop table if exists public.gw_notes cascade;
@@ -189,9 +190,14 @@ def contract_db(local_db: LocalDatabase) -> Iterator[str]:
     local_db.drop_database(name)
 
 
-def _postgres_backend(local_db: LocalDatabase, dbname: str) -> Backend:
+def _postgres_backend(local_db: LocalDatabase, dbname: str, pooler: Pooler | None) -> Backend:
+    """The gateway straight to the database or, with ``pooler``, through a transaction-mode
+    pgbouncer (``pooled=True``); users are made on the database directly either way."""
+    api_url = (
+        pooler.url(dbname, "authenticator") if pooler else local_db.url(dbname, "authenticator")
+    )
     gateway = PostgresGateway.connect(
-        local_db.url(dbname, user="authenticator"), jwt_secret=LOCAL_JWT_SECRET
+        api_url, jwt_secret=LOCAL_JWT_SECRET, pooled=pooler is not None
     )
     auth = LocalAuth(local_db.url(dbname), jwt_secret=LOCAL_JWT_SECRET, bcrypt_cost=4)
 
@@ -199,7 +205,8 @@ def _postgres_backend(local_db: LocalDatabase, dbname: str) -> Backend:
         user = auth.create_user(f"{uuid.uuid4().hex[:10]}@example.com", "pw-123456")
         return user.id, auth.identity(user)
 
-    return Backend("postgres", gateway, make_user, _expired(LOCAL_JWT_SECRET), [gateway.close])
+    name = "pooled" if pooler else "postgres"
+    return Backend(name, gateway, make_user, _expired(LOCAL_JWT_SECRET), [gateway.close])
 
 
 LIVE_VARIABLES = (
@@ -265,12 +272,13 @@ def _wait_for_schema_cache(gateway: Gateway, seconds: float = 10.0) -> None:
 
 @pytest.fixture(
     scope="module",
-    params=["postgres", pytest.param("postgrest", marks=pytest.mark.live)],
+    params=["postgres", "pooled", pytest.param("postgrest", marks=pytest.mark.live)],
 )
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    if request.param == "postgres":
+    if request.param in ("postgres", "pooled"):
         local_db = request.getfixturevalue("local_db")
-        made = _postgres_backend(local_db, request.getfixturevalue("contract_db"))
+        pooler = request.getfixturevalue("pooler") if request.param == "pooled" else None
+        made = _postgres_backend(local_db, request.getfixturevalue("contract_db"), pooler)
     else:
         made = _postgrest_backend()
     yield made

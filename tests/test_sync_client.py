@@ -15,12 +15,12 @@ from pysync.gateway import Unavailable
 from pysync.sync import DeadLetter, SyncCache, SyncError, UnknownTable
 from pysync.sync.connector import Connector
 from pysync.sync.wire import PushOp, PushResponse
-from tests.sync_world import SyncWorld
+from tests.sync_world import ROUTES, SyncWorld, make_world
 
 
-@pytest.fixture(scope="module")
-def world(app_url: str) -> Iterator[SyncWorld]:
-    made = SyncWorld(app_url)
+@pytest.fixture(scope="module", params=ROUTES)
+def world(request: pytest.FixtureRequest, app_url: str) -> Iterator[SyncWorld]:
+    made = make_world(request, app_url)
     yield made
     made.close()
 

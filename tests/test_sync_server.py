@@ -11,12 +11,12 @@ import psycopg
 import pytest
 
 from pysync.gateway import PermissionDenied
-from tests.sync_world import RefPuller, SyncWorld
+from tests.sync_world import ROUTES, RefPuller, SyncWorld, make_world
 
 
-@pytest.fixture(scope="module")
-def world(app_url: str) -> Iterator[SyncWorld]:
-    made = SyncWorld(app_url)
+@pytest.fixture(scope="module", params=ROUTES)
+def world(request: pytest.FixtureRequest, app_url: str) -> Iterator[SyncWorld]:
+    made = make_world(request, app_url)
     yield made
     made.close()
 

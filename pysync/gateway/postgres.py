@@ -181,6 +181,7 @@ class PostgresGateway:
         min_size: int = 1,
         max_size: int = 8,
         timeout: float = 30.0,
+        pooled: bool = False,
         **options: Any,
     ) -> PostgresGateway:
         """A gateway with its own pool of autocommit connections to ``url``.
@@ -188,13 +189,24 @@ class PostgresGateway:
         ``url`` should log in as ``authenticator`` (locally:
         ``LocalDatabase.url(dbname, user="authenticator")``), as PostgREST does. ``timeout``
         is how long a call waits for a connection before raising :class:`Unavailable`.
+
+        ``pooled=True`` is for a URL of a transaction-mode pooler (pgbouncer, Supavisor's
+        port 6543): psycopg's automatic server-side prepared statements are turned off
+        (``prepare_threshold=None``), because the next transaction may run on a server
+        connection that never saw the ``Parse``. Nothing else changes: every request's
+        settings are transaction-local (``set_config(…, true)``) and the settings, the
+        pre-request call and the statement form one transaction, so no state crosses from one
+        request to the next on a shared server connection.
         """
+        connection_options: dict[str, Any] = {"autocommit": True}
+        if pooled:
+            connection_options["prepare_threshold"] = None
         pool: ConnectionPool[Any] = ConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
-            kwargs={"autocommit": True},
+            kwargs=connection_options,
             open=True,
             name="pysync-gateway",
         )

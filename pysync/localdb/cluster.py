@@ -17,6 +17,7 @@ import socket
 import stat
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,12 +118,19 @@ class LocalCluster:
 
     ``fast=True`` turns off fsync for throw-away test clusters. ``preferred_port`` is tried
     first on the first start; later starts reuse the last port when it is still free.
+    ``settings`` are extra server settings (a hot standby's, for example).
     """
 
     def __init__(
-        self, base_dir: Path, *, fast: bool = False, preferred_port: int | None = None
+        self,
+        base_dir: Path,
+        *,
+        fast: bool = False,
+        preferred_port: int | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.fast = fast
+        self.settings = dict(settings or {})
         self.preferred_port = preferred_port
         self._as_root = os.geteuid() == 0
         self._pg_user = _postgres_user() if self._as_root else None
@@ -255,6 +263,7 @@ class LocalCluster:
         settings = {**_SERVER_SETTINGS, "port": str(port)}
         if self.fast:
             settings.update(_FAST_SETTINGS)
+        settings.update(self.settings)
         body = "".join(f"{key} = {value}\n" for key, value in settings.items())
         self._write_owned(self.pgdata / "pysync.conf", "# Written by pysync.localdb\n" + body)
         self._write_owned(self._state_file, json.dumps({"port": port}) + "\n", 0o644)

@@ -131,13 +131,21 @@ class SyncCache:
         progress: ProgressCallback | None = None,
         size_budget_rows: int | None = None,
         connector: Connector | None = None,
+        read_client: GatewaySource | None = None,
     ) -> SyncCache:
         """Open (or create) the cache at ``path`` for ``client``'s user.
+
+        ``read_client`` sends pulls, checksums and the schema to another gateway of the same
+        user, typically a read replica (``client.local_replica(url, secret)`` or
+        ``client.reading_from(gateway)``); pushes go to ``client``. With a ``connector``,
+        build that one with ``Connector(client, read=…)`` instead.
 
         A new cache asks the server for ``sync_schema()`` to create its tables; an existing
         one opens offline and migrates when a pull reports a new schema hash. ``path`` is
         locked for this process (:class:`CacheLocked`): two caches on one file would reuse op
         ids under one ``client_id``."""
+        if connector is not None and read_client is not None:
+            raise ValueError("pass read_client or connector, not both")
         lock_file = _lock(Path(path))
         try:
             storage = Storage.open(path, key=encryption_key)
@@ -157,7 +165,7 @@ class SyncCache:
                 )
             if user_id and not owner:
                 storage.set_meta("user_id", user_id)
-            connector = connector or Connector(client)
+            connector = connector or Connector(client, read=read_client)
             cache = cls(
                 storage,
                 connector,

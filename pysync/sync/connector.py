@@ -66,24 +66,42 @@ def retryable(exc: BaseException) -> bool:
 
 
 class Connector:
-    """Calls ``sync_schema``, ``sync_pull``, ``sync_checksums`` and ``sync_push``."""
+    """Calls ``sync_schema``, ``sync_pull``, ``sync_checksums`` and ``sync_push``.
+
+    ``read``, when given, serves the three read-only calls (schema, pulls, checksums): a
+    client on a read replica (:meth:`Client.reading_from <pysync.Client.reading_from>`).
+    Pushes always go to ``client`` (the primary). The guarantees hold across the two: a
+    cursor is a ``pg_snapshot`` and a hot standby shares the primary's transaction ids, so a
+    cursor from either side is valid on the other; a standby that lags only serves a change
+    at a later pull (its snapshot does not yet see the change's transaction), never skips
+    it. A push's own write comes back once the replica has replayed it.
+    """
 
     def __init__(
         self,
         client: GatewaySource,
         *,
+        read: GatewaySource | None = None,
         attempts: int = 4,
         wait_initial: float = 0.2,
         wait_max: float = 5.0,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
+        self._read = read or client
         self._attempts = attempts
         self._wait_initial = wait_initial
         self._wait_max = wait_max
         self._sleep = sleep
 
-    def _call(self, function: str, args: Mapping[str, Any] | None, *, read_only: bool) -> Any:
+    def _call(
+        self,
+        function: str,
+        args: Mapping[str, Any] | None,
+        *,
+        read_only: bool,
+        source: GatewaySource | None = None,
+    ) -> Any:
         retrying = Retrying(
             stop=stop_after_attempt(self._attempts),
             wait=wait_random_exponential(multiplier=self._wait_initial, max=self._wait_max),
@@ -94,18 +112,20 @@ class Connector:
         for attempt in retrying:
             with attempt:
                 # A fresh gateway (and token) on every attempt.
-                return self._client.gateway.rpc(function, args, read_only=read_only)
+                gateway = (source or self._client).gateway
+                return gateway.rpc(function, args, read_only=read_only)
         raise SyncError(f"{function}: no attempt was made")  # pragma: no cover
 
     def schema(self) -> tuple[SchemaInfo, dict[str, Any]]:
-        raw = self._call("sync_schema", None, read_only=True)
+        raw = self._call("sync_schema", None, read_only=True, source=self._read)
         if not isinstance(raw, dict):
             raise SyncError("sync_schema returned no object: is the sync migration applied?")
         return parse_schema(raw), raw
 
     def pull(self, request: PullRequest) -> PullResponse:
         args = {"request": request.to_json()}
-        return parse_pull(self._call("sync_pull", args, read_only=_fits_in_url(args)))
+        raw = self._call("sync_pull", args, read_only=_fits_in_url(args), source=self._read)
+        return parse_pull(raw)
 
     def checksums(
         self, buckets: Sequence[str], subscriptions: Sequence[Subscription] = ()
@@ -115,7 +135,7 @@ class Connector:
         them every on-demand bucket comes back in ``removed_buckets``."""
         request = {"buckets": list(buckets), "subscriptions": [s.to_json() for s in subscriptions]}
         args = {"request": request}
-        raw = self._call("sync_checksums", args, read_only=_fits_in_url(args))
+        raw = self._call("sync_checksums", args, read_only=_fits_in_url(args), source=self._read)
         return parse_checksums(raw)
 
     def push(self, client_id: str, ops: Sequence[PushOp]) -> PushResponse:

@@ -1,0 +1,141 @@
+"""The gateway through a real transaction-mode pgbouncer (Debian's 1.18, started by the tests):
+why ``pooled=True`` turns off prepared statements, and that no request's role or claims reach
+the next request served by the same server connection."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict
+
+from pysync.auth import LocalAuth
+from pysync.config import LOCAL_JWT_SECRET
+from pysync.gateway import Identity, PostgresGateway
+from pysync.localdb.pooler import Pooler
+from tests.helpers import connect
+
+WHOAMI = """
+create function public.whoami() returns jsonb language sql stable as $$
+  select jsonb_build_object(
+    'pid', pg_backend_pid(),
+    'user', current_user,
+    'claims', nullif(current_setting('request.jwt.claims', true), ''),
+    'path', nullif(current_setting('request.path', true), ''))
+$$;
+grant execute on function public.whoami() to anon, authenticated, service_role;
+"""
+
+#: What an idle server connection of the pooler carries when asked directly.
+SESSION_STATE = """
+select pg_backend_pid(), current_user, current_setting('role'),
+       nullif(current_setting('request.jwt.claims', true), ''),
+       current_setting('transaction_read_only'), current_setting('search_path')
+"""
+
+
+def _dbname(url: str) -> str:
+    return str(conninfo_to_dict(url)["dbname"])
+
+
+def _pooled(pooler: Pooler, url: str, **options: Any) -> psycopg.Connection[Any]:
+    return psycopg.connect(pooler.url(_dbname(url), "authenticator"), autocommit=True, **options)
+
+
+def test_the_pooler_shares_server_connections_between_transactions(
+    pooler: Pooler, fresh_url: str
+) -> None:
+    """Transaction mode for real: a session-level SET of one client is seen by another
+    client whose transaction lands on the same server connection."""
+    with _pooled(pooler, fresh_url) as first, _pooled(pooler, fresh_url) as second:
+        pid = first.execute("select pg_backend_pid()").fetchone()
+        first.execute("set application_name = 'leaked'")
+        seen = second.execute("select pg_backend_pid(), current_setting('application_name')")
+        assert seen.fetchone() == (pid[0] if pid else None, "leaked")
+
+
+def test_automatic_prepared_statements_break_through_the_pooler(
+    pooler: Pooler, fresh_url: str
+) -> None:
+    """Why ``PostgresGateway.connect(…, pooled=True)`` sets ``prepare_threshold=None``."""
+    query = "select %s::int + 1"
+    with (
+        _pooled(pooler, fresh_url, prepare_threshold=0) as prepared,
+        _pooled(pooler, fresh_url) as holder,
+    ):
+        assert prepared.execute(query, (1,)).fetchone() == (2,)  # prepared on server S1
+        with holder.transaction():
+            holder.execute("select 1")  # S1 is now busy: the next statement runs on S2
+            with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+                prepared.execute(query, (2,))
+    with (
+        _pooled(pooler, fresh_url, prepare_threshold=None) as unprepared,
+        _pooled(pooler, fresh_url) as holder,
+    ):
+        assert unprepared.execute(query, (1,)).fetchone() == (2,)
+        with holder.transaction():
+            holder.execute("select 1")
+            assert unprepared.execute(query, (2,)).fetchone() == (3,)
+
+
+def test_no_role_or_claims_leak_to_the_next_request(pooler: Pooler, fresh_url: str) -> None:
+    with connect(fresh_url) as conn:
+        conn.execute(WHOAMI)
+    auth = LocalAuth(fresh_url, jwt_secret=LOCAL_JWT_SECRET, bcrypt_cost=4)
+    user = auth.create_user("pooled@example.com", "pw-123456")
+    url = pooler.url(_dbname(fresh_url), "authenticator")
+    with PostgresGateway.connect(
+        url, jwt_secret=LOCAL_JWT_SECRET, pooled=True, max_size=1
+    ) as gateway:
+        as_user = gateway.as_identity(auth.identity(user)).rpc("whoami")
+        assert as_user["user"] == "authenticated"
+        assert json.loads(as_user["claims"])["sub"] == user.id
+        # The same server connection, asked by a plain client of the pooler: it is the
+        # authenticator again, with no claims, read-write, on the default search_path.
+        with _pooled(pooler, fresh_url) as plain:
+            state = plain.execute(SESSION_STATE).fetchone()
+        assert state is not None
+        assert state[0] == as_user["pid"], "the pooler handed out another server connection"
+        assert state[1:] == ("authenticator", "none", None, "off", '"$user", public')
+        # And the next request on it, anonymous, carries only its own context.
+        anon = gateway.as_identity(Identity.anon()).rpc("whoami")
+        assert anon["pid"] == as_user["pid"]
+        assert anon["user"] == "anon"
+        assert "sub" not in (anon["claims"] or "")
+
+
+def test_concurrent_requests_of_many_users_through_the_pooler(
+    pooler: Pooler, fresh_url: str
+) -> None:
+    """More client connections than the gateways' pools share few server connections, and
+    each answer is its own user's (with ``pooled=True`` nothing is prepared)."""
+    with connect(fresh_url) as conn:
+        conn.execute(WHOAMI)
+    auth = LocalAuth(fresh_url, jwt_secret=LOCAL_JWT_SECRET, bcrypt_cost=4)
+    users = [auth.create_user(f"u{i}@example.com", "pw-123456") for i in range(4)]
+    url = pooler.url(_dbname(fresh_url), "authenticator")
+    errors: list[str] = []
+    pids: set[int] = set()
+    with PostgresGateway.connect(
+        url, jwt_secret=LOCAL_JWT_SECRET, pooled=True, max_size=4
+    ) as gateway:
+
+        def work(index: int) -> None:
+            user = users[index]
+            acting = gateway.as_identity(auth.identity(user))
+            for _ in range(25):
+                answer = acting.rpc("whoami")
+                pids.add(int(answer["pid"]))
+                if user.id not in (answer["claims"] or ""):
+                    errors.append(f"{user.id} got {answer['claims']}")
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(users))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert errors == []
+    assert 1 <= len(pids) <= pooler.pool_size
