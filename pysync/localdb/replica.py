@@ -107,10 +107,13 @@ class ReadReplica:
         return conn
 
     def wait_for_replay(self, timeout: float = 30.0) -> None:
-        """Wait until the standby has replayed everything the primary wrote so far (its
-        ``pg_current_wal_lsn()`` now, against the standby's ``pg_last_wal_replay_lsn()``)."""
+        """Wait until the standby has replayed everything the primary wrote so far: the
+        primary's ``pg_current_wal_insert_lsn()`` now (not ``pg_current_wal_lsn()``, which
+        stops at what was written out: a test cluster commits asynchronously, so its last
+        commits may still be in the WAL buffers), against the standby's
+        ``pg_last_wal_replay_lsn()``."""
         with self.primary.admin_connect() as conn:
-            row = conn.execute("select pg_current_wal_lsn()::text").fetchone()
+            row = conn.execute("select pg_current_wal_insert_lsn()::text").fetchone()
         assert row is not None
         target = str(row[0])
         deadline = time.monotonic() + timeout

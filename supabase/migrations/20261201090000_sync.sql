@@ -485,6 +485,29 @@ $$;
 revoke all on function private.sync_pruned_xid() from public;
 grant execute on function private.sync_pruned_xid() to authenticated, service_role;
 
+-- The snapshot a pull hands out as a cursor. On a hot standby (a read replica)
+-- pg_current_snapshot() lists no running xids: PostgreSQL keeps a standby's running xids in
+-- the snapshot's subxip array, which pg_current_snapshot() does not export, so a transaction
+-- still open on the primary would look committed, and its rows would be skipped once it
+-- commits. There the cursor is cut back to its xmin ("xmin:xmin:"): every xid below xmin is
+-- complete in the pull's snapshot, and everything from xmin on is served again by the next
+-- pull (a row at worst twice, never missed; nothing extra when no transaction was open).
+create function private.sync_snapshot()
+returns pg_snapshot
+language sql
+stable
+set search_path = ''
+as $$
+    select case
+        when pg_catalog.pg_is_in_recovery() then
+            format('%1$s:%1$s:', pg_catalog.pg_snapshot_xmin(s))::pg_catalog.pg_snapshot
+        else s
+    end
+    from pg_catalog.pg_current_snapshot() as s
+$$;
+revoke all on function private.sync_snapshot() from public;
+grant execute on function private.sync_snapshot() to authenticated, service_role;
+
 -- A hash of everything sync_schema() describes, cheap enough for every pull to carry (a client
 -- migrates its local tables when it changes): the registry rows and the synced columns.
 create function private.sync_schema_hash()
@@ -1143,7 +1166,7 @@ stable
 set search_path = ''
 as $$
 declare
-    snap pg_snapshot := pg_catalog.pg_current_snapshot();
+    snap pg_snapshot := private.sync_snapshot();
     budget integer := least(greatest(coalesce((request ->> 'limit')::integer, 1000), 1), 10000);
     held jsonb := coalesce(request -> 'buckets', '{}');
     subscriptions jsonb := coalesce(request -> 'subscriptions', '[]');
@@ -1397,7 +1420,7 @@ begin
         result := result || part;
     end loop;
     return jsonb_build_object(
-        'snapshot', pg_catalog.pg_current_snapshot()::text,
+        'snapshot', private.sync_snapshot()::text,
         'buckets', result,
         'removed_buckets', to_jsonb(array(select w from unnest(wanted) as w where not w = any(held)))
     );
