@@ -45,6 +45,18 @@ CacheFile = Annotated[
 ]
 
 
+ReadUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--read-url",
+        metavar="URL",
+        help="Pull (and read checksums and the schema) from this read replica of the database,"
+        " e.g. a hot standby; pushes still go to the primary (--db-url).",
+        show_default=False,
+    ),
+]
+
+
 class WriteKind(StrEnum):
     insert = "insert"
     update = "update"
@@ -96,17 +108,24 @@ def cache_path(user: str, chosen: Path | None, data_dir: Path) -> Path:
 
 @contextlib.contextmanager
 def open_cache(
-    user: str, chosen: Path | None, db_url: str | None, progress: _FirstSyncBar | None = None
+    user: str,
+    chosen: Path | None,
+    db_url: str | None,
+    progress: _FirstSyncBar | None = None,
+    read_url: str | None = None,
 ) -> Iterator[SyncCache]:
     project = context.project(db_url)
     signing = context.signing(project)
     path = cache_path(user, chosen, project.settings.data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with (
-        Client.local(project.url(), signing.secret, user) as client,
-        SyncCache.open(client, path, progress=progress) as cache,
-    ):
-        yield cache
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(Client.local(project.url(), signing.secret, user))
+        reader = None
+        if read_url:
+            reader = stack.enter_context(client.local_replica(read_url, signing.secret))
+        yield stack.enter_context(
+            SyncCache.open(client, path, progress=progress, read_client=reader)
+        )
 
 
 def status_data(status: SyncStatus) -> dict[str, Any]:
@@ -140,10 +159,11 @@ def _synced(
     db_url: str | None,
     as_json: bool,
     step: Callable[[SyncCache], None],
+    read_url: str | None = None,
 ) -> None:
     """Run ``step`` on the cache (with a progress bar on its first sync), then print its status."""
     bar = _FirstSyncBar()
-    with open_cache(user, chosen, db_url, bar) as cache:
+    with open_cache(user, chosen, db_url, bar, read_url) as cache:
         first = cache.status().last_synced_at is None
         with bar.showing() if first and not as_json else contextlib.nullcontext():
             step(cache)
@@ -153,35 +173,51 @@ def _synced(
 
 @sync_app.command("pull")
 def sync_pull(
-    user: As, cache: CacheFile = None, db_url: DbUrl = None, as_json: Json = False
+    user: As,
+    cache: CacheFile = None,
+    db_url: DbUrl = None,
+    read_url: ReadUrl = None,
+    as_json: Json = False,
 ) -> None:
     """Pull what changed on the server into the cache (until nothing more is pending)."""
-    _synced(user, cache, db_url, as_json, SyncCache.pull)
+    _synced(user, cache, db_url, as_json, SyncCache.pull, read_url)
 
 
 @sync_app.command("push")
 def sync_push(
-    user: As, cache: CacheFile = None, db_url: DbUrl = None, as_json: Json = False
+    user: As,
+    cache: CacheFile = None,
+    db_url: DbUrl = None,
+    read_url: ReadUrl = None,
+    as_json: Json = False,
 ) -> None:
     """Push the cache's pending writes; rejected ones go to dead letters."""
-    _synced(user, cache, db_url, as_json, SyncCache.push)
+    _synced(user, cache, db_url, as_json, SyncCache.push, read_url)
 
 
 @sync_app.command("run")
 def sync_run(
-    user: As, cache: CacheFile = None, db_url: DbUrl = None, as_json: Json = False
+    user: As,
+    cache: CacheFile = None,
+    db_url: DbUrl = None,
+    read_url: ReadUrl = None,
+    as_json: Json = False,
 ) -> None:
     """Sync: push pending writes, then pull."""
-    _synced(user, cache, db_url, as_json, SyncCache.sync)
+    _synced(user, cache, db_url, as_json, SyncCache.sync, read_url)
 
 
 @sync_app.command("reconcile")
 def sync_reconcile(
-    user: As, cache: CacheFile = None, db_url: DbUrl = None, as_json: Json = False
+    user: As,
+    cache: CacheFile = None,
+    db_url: DbUrl = None,
+    read_url: ReadUrl = None,
+    as_json: Json = False,
 ) -> None:
     """Sync, then compare every held bucket's checksum with the server's and pull the ones
     that differ again from scratch."""
-    _synced(user, cache, db_url, as_json, SyncCache.reconcile)
+    _synced(user, cache, db_url, as_json, SyncCache.reconcile, read_url)
 
 
 @sync_app.command("status")

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
 from pysync.auth import LocalUser
+from pysync.localdb.replica import ReadReplica
 from pysync.sync import SyncCache
 from pysync.sync.demo import differences
 from tests.sync_world import SyncWorld
@@ -46,6 +48,48 @@ def sync_json(
     )
     assert code == 0, err
     return json.loads(out)
+
+
+def test_read_url_pulls_from_the_replica_and_pushes_to_the_primary(
+    world: SyncWorld,
+    chat: tuple[LocalUser, LocalUser, str],
+    replica: ReadReplica,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tutor, student, conversation = chat
+    replica.wait_for_replay()
+    read_url = replica.url(str(conninfo_to_dict(world.url)["dbname"]))
+    phone = tmp_path / "phone.sqlite"
+    first = sync_json(capsys, world.url, student.email, phone, "run", "--read-url", read_url)
+    assert first["streams"]["my_conversations"]["buckets"] == 1
+    with replica.connect() as standby:
+        standby.execute("select pg_wal_replay_pause()")
+        try:
+            world.client(tutor).gateway.insert(
+                "messages", {"conversation_id": conversation, "sender_id": tutor.id, "body": "x"}
+            )
+            paused = sync_json(
+                capsys, world.url, student.email, phone, "run", "--read-url", read_url
+            )
+            assert paused["tables"].get("messages", 0) == 0  # the standby has not replayed it
+            direct = sync_json(capsys, world.url, student.email, tmp_path / "laptop.sqlite", "run")
+            assert direct["tables"]["messages"] == 1
+            message = {"conversation_id": conversation, "sender_id": student.id, "body": "hi"}
+            code, _, err = run_cli(
+                capsys, "sync", "write", "messages", "insert", json.dumps(message),
+                "--as", student.email, "--cache", str(phone), "--db-url", world.url,
+            )  # fmt: skip
+            assert code == 0, err
+            pushed = sync_json(
+                capsys, world.url, student.email, phone, "push", "--read-url", read_url
+            )
+            assert pushed["pending_ops"] == 0 and pushed["dead_letters"] == 0
+        finally:
+            standby.execute("select pg_wal_replay_resume()")
+    replica.wait_for_replay()
+    caught_up = sync_json(capsys, world.url, student.email, phone, "pull", "--read-url", read_url)
+    assert caught_up["tables"]["messages"] == 2
 
 
 def test_write_push_then_pull_on_another_device(
