@@ -74,7 +74,10 @@ class Connector:
     cursor is a ``pg_snapshot`` and a hot standby shares the primary's transaction ids, so a
     cursor from either side is valid on the other; a standby that lags only serves a change
     at a later pull (its snapshot does not yet see the change's transaction), never skips
-    it. A push's own write comes back once the replica has replayed it.
+    it (``private.sync_snapshot()`` explains a standby's cursors). A push's own write comes
+    back once the replica has replayed it; until then a pull neither serves nor removes it,
+    but a checksum repair (``reconcile``) against a lagging replica may set a bucket back to
+    the replica's state until a later pull brings the write again.
     """
 
     def __init__(
