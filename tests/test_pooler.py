@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -13,10 +14,13 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from pysync.auth import LocalAuth
+from pysync.client import Client
 from pysync.config import LOCAL_JWT_SECRET
 from pysync.gateway import Identity, PostgresGateway
 from pysync.localdb.pooler import Pooler
+from pysync.sync import SyncCache
 from tests.helpers import connect
+from tests.sync_world import SyncWorld
 
 WHOAMI = """
 create function public.whoami() returns jsonb language sql stable as $$
@@ -139,3 +143,30 @@ def test_concurrent_requests_of_many_users_through_the_pooler(
             thread.join()
     assert errors == []
     assert 1 <= len(pids) <= pooler.pool_size
+
+
+def test_a_local_client_syncs_through_the_pooler(
+    pooler: Pooler, app_url: str, tmp_path: Path
+) -> None:
+    """The public API end to end: ``Client.local(pooler URL, …, pooled=True)`` (sign-in,
+    gateway and storage gateway through pgbouncer) and a cache's round trip."""
+    world = SyncWorld(app_url)
+    try:
+        tutor, student = world.user("tutor"), world.user("student")
+        conversation = str(world.client(student).conversations.start_direct(tutor.id).id)
+    finally:
+        world.close()
+    url = pooler.url(_dbname(app_url), "postgres")
+    with (
+        Client.local(url, LOCAL_JWT_SECRET, student.email, pooled=True) as client,
+        SyncCache.open(client, tmp_path / "pooled.db") as cache,
+    ):
+        for round_number in range(8):  # past psycopg's prepare threshold (5)
+            mid = cache.insert(
+                "messages",
+                {"conversation_id": conversation, "sender_id": student.id, "body": "hi"},
+            )
+            cache.sync()
+            assert cache.get("messages", mid)["version"] == 1, round_number  # type: ignore[index]
+        assert cache.status().pending_ops == 0 and cache.status().last_error is None
+        assert len(client.messages.page(conversation).items) == 8

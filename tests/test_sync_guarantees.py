@@ -17,12 +17,12 @@ from pysync.client import Client
 from pysync.gateway import Identity, eq, in_
 from pysync.localdb import LocalDatabase
 from pysync.sync import ConflictContext, SyncCache
-from tests.sync_world import SyncWorld
+from tests.sync_world import ROUTES, SyncWorld, make_world
 
 
-@pytest.fixture(scope="module")
-def world(app_url: str) -> Iterator[SyncWorld]:
-    made = SyncWorld(app_url)
+@pytest.fixture(scope="module", params=ROUTES)
+def world(request: pytest.FixtureRequest, app_url: str) -> Iterator[SyncWorld]:
+    made = make_world(request, app_url)
     yield made
     made.close()
 
