@@ -50,35 +50,34 @@ for flag in "$@"; do
     esac
 done
 
+# Debian packages the wanted tools need, installed with one `apt-get update` (as root).
+apt_packages=()
 if [ "$want_pgtap" = yes ]; then
     pg_share=$(/usr/lib/postgresql/15/bin/pg_config --sharedir 2>/dev/null || echo /usr/share/postgresql/15)
     if [ ! -f "$pg_share/extension/pgtap.control" ] || ! command -v pg_prove >/dev/null; then
-        if [ "$(id -u)" -ne 0 ]; then
-            echo "bootstrap: pgTAP is missing; as root run: apt-get install postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl" >&2
-            exit 1
-        fi
-        echo "bootstrap: installing pgTAP and pg_prove (apt)"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq
-        apt-get install -y -qq -o DPkg::Lock::Timeout=300 postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl >/dev/null
+        apt_packages+=(postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl)
     fi
 fi
-
 # pgbouncer: the tests start their own (pysync/localdb/pooler.py) in front of their cluster.
-if [ "$want_pgbouncer" = yes ] && ! command -v pgbouncer >/dev/null; then
+if [ "$want_pgbouncer" = yes ] && [ ! -x /usr/sbin/pgbouncer ] && ! command -v pgbouncer >/dev/null; then
+    apt_packages+=(pgbouncer)
+fi
+if [ "${#apt_packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
-        echo "bootstrap: pgbouncer is missing; as root run: apt-get install pgbouncer" >&2
+        echo "bootstrap: missing ${apt_packages[*]}; as root run: apt-get install ${apt_packages[*]}" >&2
         exit 1
     fi
-    echo "bootstrap: installing pgbouncer (apt)"
+    echo "bootstrap: installing ${apt_packages[*]} (apt)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq -o DPkg::Lock::Timeout=300 pgbouncer >/dev/null
-    # Only the tests' own instances run: not the packaged service.
-    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-        systemctl disable --now pgbouncer >/dev/null 2>&1 || true
-    else
-        service pgbouncer stop >/dev/null 2>&1 || true
+    apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${apt_packages[@]}" >/dev/null
+    if [[ " ${apt_packages[*]} " == *" pgbouncer "* ]]; then
+        # Only the tests' own instances run: not the packaged service.
+        if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+            systemctl disable --now pgbouncer >/dev/null 2>&1 || true
+        else
+            service pgbouncer stop >/dev/null 2>&1 || true
+        fi
     fi
 fi
 
