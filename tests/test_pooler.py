@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
+import jwt
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from pysync.auth import LocalAuth
 from pysync.client import Client
 from pysync.config import LOCAL_JWT_SECRET
 from pysync.gateway import Identity, PostgresGateway
+from pysync.localdb import LocalDatabase
 from pysync.localdb.pooler import Pooler
 from pysync.sync import SyncCache
 from tests.helpers import connect
@@ -28,7 +33,9 @@ create function public.whoami() returns jsonb language sql stable as $$
     'pid', pg_backend_pid(),
     'user', current_user,
     'claims', nullif(current_setting('request.jwt.claims', true), ''),
-    'path', nullif(current_setting('request.path', true), ''))
+    'path', nullif(current_setting('request.path', true), ''),
+    'isolation', current_setting('transaction_isolation'),
+    'timeout', current_setting('statement_timeout'))
 $$;
 grant execute on function public.whoami() to anon, authenticated, service_role;
 """
@@ -37,7 +44,8 @@ grant execute on function public.whoami() to anon, authenticated, service_role;
 SESSION_STATE = """
 select pg_backend_pid(), current_user, current_setting('role'),
        nullif(current_setting('request.jwt.claims', true), ''),
-       current_setting('transaction_read_only'), current_setting('search_path')
+       current_setting('transaction_read_only'), current_setting('search_path'),
+       current_setting('transaction_isolation'), current_setting('statement_timeout')
 """
 
 
@@ -103,12 +111,61 @@ def test_no_role_or_claims_leak_to_the_next_request(pooler: Pooler, fresh_url: s
             state = plain.execute(SESSION_STATE).fetchone()
         assert state is not None
         assert state[0] == as_user["pid"], "the pooler handed out another server connection"
-        assert state[1:] == ("authenticator", "none", None, "off", '"$user", public')
+        assert state[1:] == (
+            "authenticator",
+            "none",
+            None,
+            "off",
+            '"$user", public',
+            "read committed",
+            "8s",
+        )  # fmt: skip (8s: authenticator's own statement_timeout, as on Supabase)
         # And the next request on it, anonymous, carries only its own context.
         anon = gateway.as_identity(Identity.anon()).rpc("whoami")
         assert anon["pid"] == as_user["pid"]
         assert anon["user"] == "anon"
         assert "sub" not in (anon["claims"] or "")
+
+
+def test_a_roles_isolation_and_timeout_stay_in_its_request(
+    local_db: LocalDatabase, pooler: Pooler, fresh_url: str
+) -> None:
+    """A role with ``default_transaction_isolation`` makes the gateway open an explicit
+    ``BEGIN ISOLATION LEVEL …`` in its pipeline; through the pooler it applies to that request
+    and the server connection is plain again afterwards."""
+    with connect(fresh_url) as conn:
+        conn.execute(WHOAMI)
+    role = f"pooled_role_{uuid.uuid4().hex[:8]}"
+    ident = sql.Identifier(role)
+    with local_db.admin_connect() as conn:
+        conn.execute(sql.SQL("create role {} nologin inherit").format(ident))
+        conn.execute(sql.SQL("grant anon to {}").format(ident))
+        conn.execute(sql.SQL("grant {} to authenticator").format(ident))
+        conn.execute(sql.SQL("alter role {} set statement_timeout = '4321ms'").format(ident))
+        conn.execute(
+            sql.SQL("alter role {} set default_transaction_isolation = 'repeatable read'").format(
+                ident
+            )
+        )
+    try:
+        token = jwt.encode({"role": role, "exp": int(time.time()) + 60}, LOCAL_JWT_SECRET)
+        url = pooler.url(_dbname(fresh_url), "authenticator")
+        with PostgresGateway.connect(
+            url, jwt_secret=LOCAL_JWT_SECRET, pooled=True, max_size=1
+        ) as gateway:
+            for _ in range(7):  # past psycopg's prepare threshold
+                ctx = gateway.as_identity(Identity.from_jwt(token)).rpc("whoami")
+                assert (ctx["user"], ctx["isolation"], ctx["timeout"]) == (
+                    role, "repeatable read", "4321ms"
+                )  # fmt: skip
+            with _pooled(pooler, fresh_url) as plain:
+                state = plain.execute(SESSION_STATE).fetchone()
+            assert state is not None and state[0] == ctx["pid"]
+            assert state[1:3] == ("authenticator", "none")
+            assert state[6:] == ("read committed", "8s")  # authenticator's own timeout
+    finally:
+        with local_db.admin_connect() as conn:
+            conn.execute(sql.SQL("drop role {}").format(ident))
 
 
 def test_concurrent_requests_of_many_users_through_the_pooler(
