@@ -262,3 +262,7 @@ def test_cache_pushes_to_the_primary_and_pulls_from_the_replica(
         assert cache.get("messages", str(reply)) is not None
         assert cache.get("messages", mid)["version"] == 2  # type: ignore[index]
         assert cache.status().pending_ops == 0 and cache.status().last_error is None
+        cache.reconcile()  # checksums from the caught-up replica agree: nothing to repair
+        assert cache.get("messages", str(reply)) is not None
+        assert cache.get("messages", mid)["body"] == "edited"  # type: ignore[index]
+        assert cache.status().last_error is None
