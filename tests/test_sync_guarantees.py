@@ -14,10 +14,10 @@ import pytest
 
 from pysync.auth import LocalUser
 from pysync.client import Client
-from pysync.gateway import Identity, eq, in_
+from pysync.gateway import Identity, eq
 from pysync.localdb import LocalDatabase
 from pysync.sync import ConflictContext, SyncCache
-from tests.sync_world import SyncWorld
+from tests.sync_world import SyncWorld, assert_cache_matches_server, held_keys
 
 
 @pytest.fixture(scope="module")
@@ -366,26 +366,10 @@ def test_every_cache_matches_what_its_user_can_select(dev_url: str, tmp_path: Pa
             client = Client.for_token(world.api, world.auth.session_for(user_id).access_token)
             with SyncCache.open(client, tmp_path / f"{user_id}.db") as cache:
                 cache.sync()
-                held: dict[str, set[str]] = {}
-                for bucket in cache.held_buckets():
-                    table, key = bucket.split(":", 1)
-                    held.setdefault(table, set()).add(key)
-                for table, column in columns.items():
-                    local = {
-                        r["id"]: r["version"]
-                        for r in cache.query(f'select id, version from "{table}"')  # noqa: S608
-                    }
-                    keys = sorted(held.get(table, ()))
-                    visible: dict[str, int] = {}
-                    if keys:
-                        rows = client.gateway.select(
-                            table, columns="id,version", filters=[in_(column, keys)]
-                        ).rows
-                        visible = {r["id"]: r["version"] for r in rows}
-                    stray = set(local) - set(visible)
-                    assert not stray, f"{user_id} holds {table} rows outside its buckets: {stray}"
-                    assert local == visible, f"{user_id}: {table} differs from the server"
-                    checked_rows += len(local)
+                held = held_keys(cache)
+                checked_rows += assert_cache_matches_server(
+                    cache, client.gateway, columns, label=user_id
+                )
                 # The auto streams gave the buckets the app promises, found here independently.
                 gateway = client.gateway
                 mine = [eq("user_id", user_id)]
