@@ -85,6 +85,8 @@ class ConvergenceMachine(RuleBasedStateMachine):
         # What the test can follow of the conflict policies:
         # (user, column) -> {device: the last value it set}     (profiles: field_merge)
         self.profile_edits: dict[tuple[str, str], dict[str, str]] = {}
+        # device -> column -> (the value its unsynced edits started from, its last value)
+        self.profile_chains: dict[str, dict[str, tuple[str, str]]] = {}
         # participant row -> [(made at, device, value)]         (last_read_at: last_write_wins)
         self.read_edits: dict[str, list[tuple[float, str, str]]] = {}
         # device -> wall times its syncs started                 (for last_write_wins)
@@ -95,9 +97,27 @@ class ConvergenceMachine(RuleBasedStateMachine):
         return self.counter
 
     def _sync(self, device: Device, how: str = "sync") -> None:
+        """Sync (or reconcile) one device, and check field_merge's outcome on its user's
+        profile: a column the device changed since its last sync takes the device's last
+        value if nobody else changed it meanwhile (the server still has the value the
+        device's edits started from), else keeps the server's value."""
+        chain = self.profile_chains.pop(device.name, {})
+        before = self._server_profile(device.user.id)
+        expected = dict(before)
+        for column, (base, value) in chain.items():
+            if before[column] == base:
+                expected[column] = value
         started = time.time()
         getattr(device.cache, how)()
         self.synced_at[device.name].append(started)
+        after = self._server_profile(device.user.id)
+        assert after == expected, (device.name, chain, before, after)
+
+    def _server_profile(self, user_id: str) -> dict[str, Any]:
+        row = self.world.sql(
+            "select display_name, timezone, locale from public.profiles where id = %s", user_id
+        )[0]
+        return dict(zip(PROFILE_COLUMNS, row, strict=True))
 
     # -- device writes, offline ----------------------------------------------------------------
 
@@ -148,22 +168,30 @@ class ConvergenceMachine(RuleBasedStateMachine):
 
     @rule(
         name=st.sampled_from(DEVICES),
-        columns=st.sets(st.sampled_from(PROFILE_COLUMNS), min_size=1),
+        edits=st.lists(
+            st.sets(st.sampled_from(PROFILE_COLUMNS), min_size=1), min_size=1, max_size=3
+        ),
     )
-    def edit_profile(self, name: str, columns: set[str]) -> None:
+    def edit_profile(self, name: str, edits: list[set[str]]) -> None:
+        """One or more edits in a row of the device's own profile (each one op)."""
         device = self.devices[name]
-        n = self._value()
-        made = {
-            "display_name": f"{name} {n}",
-            "timezone": f"Zone/{name}{n}",
-            "locale": f"fr-{name}{n}",
-        }
-        values = {c: made[c] for c in sorted(columns)}
-        if device.cache.get("profiles", device.user.id) is None:
-            return
-        device.cache.update("profiles", device.user.id, values)
-        for column, value in values.items():
-            self.profile_edits.setdefault((device.user.id, column), {})[name] = value
+        for columns in edits:
+            current = device.cache.get("profiles", device.user.id)
+            if current is None:
+                return
+            n = self._value()
+            made = {
+                "display_name": f"{name} {n}",
+                "timezone": f"Zone/{name}{n}",
+                "locale": f"fr-{name}{n}",
+            }
+            values = {c: made[c] for c in sorted(columns)}
+            chain = self.profile_chains.setdefault(name, {})
+            for column, value in values.items():
+                base = chain[column][0] if column in chain else current[column]
+                chain[column] = (base, value)
+                self.profile_edits.setdefault((device.user.id, column), {})[name] = value
+            device.cache.update("profiles", device.user.id, values)
 
     @rule(name=st.sampled_from(DEVICES), data=st.data())
     def mark_conversation_read(self, name: str, data: st.DataObject) -> None:

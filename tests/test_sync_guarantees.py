@@ -82,6 +82,41 @@ def test_field_merge_keeps_the_columns_each_device_changed(world: SyncWorld, dev
         assert cache.status().pending_ops == 0
 
 
+def test_field_merge_of_two_edits_in_a_row_after_a_conflict(world: SyncWorld, devices: Any) -> None:
+    """Device A edits the name twice offline; B's edits reach the server first. A's second
+    edit was made on its first (its base version and base row count on it): both are
+    merged as one edit over the row A started from. Found by tests/test_sync_convergence.py:
+    A's second op applied over B's name on a predicted version (a lost update), or, when B
+    had written twice, A's first edit won over its second."""
+    student = world.user("student")
+    a, b = devices(student)
+    a.sync()
+    b.sync()
+    a.update("profiles", student.id, {"display_name": "x"})
+    a.update("profiles", student.id, {"display_name": "y"})
+    b.update("profiles", student.id, {"display_name": "z"})
+    b.sync()
+    a.sync()
+    b.sync()
+    # Both changed the name: the server's (B's) stays, as field_merge documents.
+    assert server_profile(world, student)[0] == "z"
+    assert profile(a, student)["display_name"] == profile(b, student)["display_name"] == "z"
+
+    a.update("profiles", student.id, {"display_name": "x2"})
+    a.update("profiles", student.id, {"display_name": "y2"})
+    b.update("profiles", student.id, {"timezone": "Europe/Paris"})
+    b.sync()
+    b.update("profiles", student.id, {"timezone": "Europe/Rome"})
+    b.sync()
+    a.sync()
+    b.sync()
+    # Only A changed the name: A's last value; only B the time zone: B's last value.
+    assert server_profile(world, student)[:2] == ("y2", "Europe/Rome")
+    for cache in (a, b):
+        assert profile(cache, student)["display_name"] == "y2"
+        assert cache.status().pending_ops == 0
+
+
 def test_last_write_wins_by_server_time_not_arrival(
     world: SyncWorld, devices: Any, chat: tuple[Any, Any, str]
 ) -> None:
