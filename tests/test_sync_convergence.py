@@ -89,6 +89,9 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.profile_chains: dict[str, dict[str, tuple[str, str]]] = {}
         # participant row -> [(made at, device, value)]         (last_read_at: last_write_wins)
         self.read_edits: dict[str, list[tuple[float, str, str]]] = {}
+        # device -> participant row -> (the version its unsynced edits started from, when
+        # the last one was made, its value)                      (last_write_wins)
+        self.read_chains: dict[str, dict[str, tuple[int | None, float, str]]] = {}
         # device -> wall times its syncs started                 (for last_write_wins)
         self.synced_at: dict[str, list[float]] = {name: [] for name in DEVICES}
 
@@ -107,11 +110,50 @@ class ConvergenceMachine(RuleBasedStateMachine):
         for column, (base, value) in chain.items():
             if before[column] == base:
                 expected[column] = value
+        reads = self.read_chains.pop(device.name, {})
+        read_before = {row_id: self._server_read(row_id) for row_id in reads}
         started = time.time()
         getattr(device.cache, how)()
         self.synced_at[device.name].append(started)
         after = self._server_profile(device.user.id)
         assert after == expected, (device.name, chain, before, after)
+        for row_id, (base, made, value) in reads.items():
+            self._check_read(device.name, read_before[row_id], base, made, value, row_id)
+
+    def _server_read(self, row_id: str) -> tuple[Any, int, datetime] | None:
+        found = self.world.sql(
+            "select last_read_at, version, updated_at from public.conversation_participants"
+            " where id = %s",
+            row_id,
+        )
+        return found[0] if found else None
+
+    def _check_read(
+        self,
+        device: str,
+        before: tuple[Any, int, datetime] | None,
+        base: int | None,
+        made: float,
+        value: str,
+        row_id: str,
+    ) -> None:
+        """last_write_wins, after the device's sync: its last value if nobody wrote the row
+        since the version its edits started from, or if its last edit was made after the
+        server's write; else the server's value. (Within half a second either way, the
+        clock offset's estimate decides: not checked.)"""
+        after = self._server_read(row_id)
+        if before is None or after is None:
+            return  # the row went with its membership: the ops were rejected
+        mine = datetime.fromisoformat(value)
+        written = before[2].timestamp()
+        if before[1] == base or made > written + 0.5:
+            expected = mine
+        elif made < written - 0.5:
+            expected = before[0]
+        else:
+            assert after[0] in (mine, before[0]), (device, row_id, before, after, value)
+            return
+        assert after[0] == expected, (device, row_id, before, base, made, value, after)
 
     def _server_profile(self, user_id: str) -> dict[str, Any]:
         row = self.world.sql(
@@ -205,9 +247,14 @@ class ConvergenceMachine(RuleBasedStateMachine):
         row_id = data.draw(st.sampled_from([r["id"] for r in rows]))
         n = self._value()
         value = f"2026-12-01T{n // 3600 % 24:02d}:{n // 60 % 60:02d}:{n % 60:02d}+00:00"
+        current = device.cache.get("conversation_participants", row_id)
+        assert current is not None
         made = time.time()
         if device.cache.update("conversation_participants", row_id, {"last_read_at": value}):
             self.read_edits.setdefault(row_id, []).append((made, name, value))
+            chain = self.read_chains.setdefault(name, {})
+            base = chain[row_id][0] if row_id in chain else current["version"]
+            chain[row_id] = (base, made, value)
 
     @rule(name=st.sampled_from(DEVICES), data=st.data())
     def mark_notification_read(self, name: str, data: st.DataObject) -> None:
