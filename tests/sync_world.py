@@ -14,7 +14,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pysync.auth import LocalAuth, LocalUser
 from pysync.client import Client, _as_authenticator
 from pysync.config import LOCAL_JWT_SECRET
-from pysync.gateway import Gateway, PostgresGateway
+from pysync.gateway import Gateway, PostgresGateway, in_
 from tests.helpers import connect
 
 
@@ -176,3 +176,67 @@ class RefPuller:
 
     def ids(self, table: str) -> set[str]:
         return set(self.rows.get(table, {}))
+
+
+def held_keys(cache: Any) -> dict[str, set[str]]:
+    """The bucket keys a cache holds, per table."""
+    held: dict[str, set[str]] = {}
+    for bucket in cache.held_buckets():
+        table, key = bucket.split(":", 1)
+        held.setdefault(table, set()).add(key)
+    return held
+
+
+def assert_cache_matches_server(
+    cache: Any,
+    gateway: Gateway,
+    bucket_columns: dict[str, str],
+    *,
+    label: str = "",
+    values: bool = False,
+) -> int:
+    """Per synced table, the cache holds no row the user cannot select on the server in a
+    bucket the cache holds, and every row the user can select there is in the cache with
+    the server's version (and, with ``values``, the server's column values). ``gateway``
+    acts as the cache's user. Returns the number of rows compared."""
+    held = held_keys(cache)
+    checked = 0
+    for table, column in bucket_columns.items():
+        local = {
+            r["id"]: r["version"]
+            for r in cache.query(f'select id, version from "{table}"')  # noqa: S608
+        }
+        keys = sorted(held.get(table, ()))
+        server: dict[str, dict[str, Any]] = {}
+        if keys:
+            rows = gateway.select(table, columns="*", filters=[in_(column, keys)]).rows
+            server = {r["id"]: r for r in rows}
+        visible = {i: r["version"] for i, r in server.items()}
+        stray = set(local) - set(visible)
+        assert not stray, f"{label} holds {table} rows outside its buckets: {stray}"
+        assert local == visible, f"{label}: {table} differs from the server"
+        if values:
+            for row_id, remote in server.items():
+                mine = cache.storage.get_row(table, row_id)
+                assert mine is not None
+                differ = {
+                    k: (mine[k], remote[k])
+                    for k in mine
+                    if k in remote and not _same_value(mine[k], remote[k])
+                }
+                assert not differ, f"{label}: {table} {row_id} differs (local, server): {differ}"
+        checked += len(local)
+    return checked
+
+
+def _same_value(local: Any, remote: Any) -> bool:
+    if local == remote:
+        return True
+    if isinstance(local, str) and isinstance(remote, str):
+        from datetime import datetime
+
+        try:
+            return datetime.fromisoformat(local) == datetime.fromisoformat(remote)
+        except ValueError:
+            return False
+    return False

@@ -288,6 +288,34 @@ def test_stale_base_version_is_a_conflict_with_the_server_row(
     assert result["version"] == 2 and result["row"]["body"] == "v2"
 
 
+def test_a_later_op_on_a_row_whose_update_conflicted_is_not_tried(
+    world: SyncWorld, chat: tuple[Any, Any, str]
+) -> None:
+    """A client's second edit of a row has the base version its first edit would give. If
+    the first conflicts, the second must not apply just because another writer happened to
+    bring the row to that version (a lost update found by tests/test_sync_convergence.py)."""
+    _, student, conversation = chat
+    op = message_op(1, conversation, student.id, "v1")
+    push(world, student, str(uuid.uuid4()), [op])
+    other = {**op, "op_id": 1, "kind": "update", "data": {"body": "theirs"}, "base_version": 1}
+    assert push(world, student, str(uuid.uuid4()), [other])[0]["status"] == "applied"  # now v2
+    first = {**op, "op_id": 2, "kind": "update", "data": {"body": "x"}, "base_version": 1}
+    second = {**first, "op_id": 3, "tx_id": str(uuid.uuid4()), "data": {"body": "y"}}
+    second["base_version"] = 2  # predicted: 1 + the first edit
+    results = push(world, student, str(uuid.uuid4()), [first, second])
+    assert [(r["status"], r.get("depends_on")) for r in results] == [
+        ("conflict", None),
+        ("conflict", 2),
+    ]
+    assert results[1]["row"]["body"] == "theirs"
+    assert world.sql("select body, version from public.messages where id = %s", op["id"]) == [
+        ("theirs", 2)
+    ]
+    # An insert that merely refers to the row's id is still tried: the row exists.
+    reply = message_op(4, conversation, student.id, op["id"])
+    assert push(world, student, str(uuid.uuid4()), [first, reply])[1]["status"] == "applied"
+
+
 def test_rejections_do_not_block_later_ops_and_dependants_follow(
     world: SyncWorld, chat: tuple[Any, Any, str]
 ) -> None:

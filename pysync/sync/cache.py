@@ -407,33 +407,46 @@ class SyncCache:
         self, op: OutboxOp, result: OpResult
     ) -> tuple[ConflictContext, dict[str, Any] | None]:
         spec = self._storage.spec(op.table)
+        # The row's later ops were made on top of this one (their base rows hold its values,
+        # their base versions count on it): the server does not try them after this conflict,
+        # and they are resolved with it as one edit of the row made on this op's base.
+        kind, local, client_time = op.kind, dict(op.data), op.client_time
+        if op.kind != "insert":
+            for later in self._later_ops_on_row(op):
+                self._storage.remove_op(later.op_id)
+                if later.kind == "delete":
+                    kind, local = "delete", {}
+                else:
+                    local.update(later.data)
+                client_time = later.client_time or client_time
         op_time = None
-        if op.client_time:
-            op_time = datetime.fromisoformat(op.client_time) + timedelta(
-                seconds=self._clock_offset()
-            )
+        if client_time:
+            op_time = datetime.fromisoformat(client_time) + timedelta(seconds=self._clock_offset())
+        server_version = result.version
+        if server_version is None and result.row is not None:
+            server_version = result.row.get("version")  # a dependant's result has only the row
         ctx = ConflictContext(
             table=op.table,
-            kind=op.kind,
+            kind=kind,
             row_id=op.row_id,
-            local=dict(op.data),
+            local=local,
             base=op.base_row,
             server=result.row,
-            server_version=result.version,
+            server_version=server_version,
             op_time=op_time,
             counters=spec.counters,
         )
         policy = self._policies.get(op.table, spec.conflict)
         decision = resolve(policy, ctx)
         self._storage.remove_op(op.op_id)
-        if decision is not None and (result.row is not None or op.kind == "delete"):
-            if op.kind == "delete":
+        if decision is not None and (result.row is not None or kind == "delete"):
+            if kind == "delete":
                 self._outbox.requeue(
                     op.table,
                     op.row_id,
                     "delete",
                     {},
-                    base_version=result.version,
+                    base_version=server_version,
                     priority=op.priority,
                     base_row=result.row,
                 )
@@ -444,12 +457,28 @@ class SyncCache:
                     op.row_id,
                     "update",
                     values,
-                    base_version=result.version,
+                    base_version=server_version,
                     priority=op.priority,
                     base_row=result.row,
                 )
         self._storage.rebase_row(op.table, op.row_id, result.row)
         return ctx, decision
+
+    def _later_ops_on_row(self, op: OutboxOp) -> list[OutboxOp]:
+        """The pending ops on ``op``'s row after it, up to the first that shares a client
+        transaction with ops on other rows (that one stays, with its transaction)."""
+        later: list[OutboxOp] = []
+        pending = self._storage.pending_ops()
+        for other in pending:
+            if other.op_id <= op.op_id or (other.table, other.row_id) != (op.table, op.row_id):
+                continue
+            if any(
+                o.tx_id == other.tx_id and (o.table, o.row_id) != (op.table, op.row_id)
+                for o in pending
+            ):
+                break
+            later.append(other)
+        return later
 
     def _reject(self, op: OutboxOp, result: OpResult) -> list[DeadLetter]:
         """Dead-letter ``op`` and every pending op that depends on it; restore the rows."""

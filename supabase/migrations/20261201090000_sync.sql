@@ -1444,6 +1444,10 @@ declare
     fresh jsonb [] := '{}';
     -- row id -> the result of the op that failed to write it (dependants follow it)
     failed jsonb := '{}';
+    -- row id -> the result of an update or delete of it that was not applied: a later op
+    -- on the row was made on top of it (its base_version counts on it), so it follows too
+    -- (unlike `failed`, inserts that merely refer to the id are still tried: the row exists)
+    stale jsonb := '{}';
     total integer;
     first integer := 0;
     last integer;
@@ -1513,8 +1517,8 @@ begin
                 op := ops -> j;
                 failed_at := j;
                 -- An op on a row an earlier op failed to write, or an insert referring to it.
-                if failed ? (op ->> 'id') then
-                    failure := (failed -> (op ->> 'id'));
+                if failed ? (op ->> 'id') or stale ? (op ->> 'id') then
+                    failure := coalesce(failed -> (op ->> 'id'), stale -> (op ->> 'id'));
                     raise exception using errcode = 'PYS01';
                 end if;
                 if op ->> 'kind' = 'insert' then
@@ -1570,6 +1574,8 @@ begin
                 tx_results := tx_results || result;
                 if op ->> 'kind' = 'insert' or result ->> 'status' = 'rejected' then
                     failed := failed || jsonb_build_object(op ->> 'id', result);
+                else
+                    stale := stale || jsonb_build_object(op ->> 'id', result);
                 end if;
             end loop;
         end;
