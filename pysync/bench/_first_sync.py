@@ -93,12 +93,12 @@ def run_floor(job: dict[str, Any]) -> dict[str, Any]:
             ).fetchall()
         ]
         select_list = ", ".join(
-            f'"{name}"' if kind in ("integer", "bigint", "boolean") else f'"{name}"::text'
+            f't."{name}"' if kind in ("integer", "bigint", "boolean") else f't."{name}"::text'
             for name, kind in columns
         )
         query = (
-            f"select {select_list} from public.{job['table']}"  # noqa: S608
-            f" where {job['bucket_column']} = %s and id > %s order by id limit {page}"
+            f"select {select_list} from public.{job['table']} as t"  # noqa: S608
+            f" where t.{job['bucket_column']} = %s and t.id > %s::uuid order by t.id limit {page}"
         )
         lite = sqlite3.connect(job["path"], isolation_level=None)
         lite.execute("PRAGMA journal_mode = WAL")

@@ -211,11 +211,17 @@ begin
             operations = excluded.operations,
             conflict = excluded.conflict,
             counters = excluded.counters;
-    -- A table bucketed by its primary key already has the equivalent index.
+    -- A table bucketed by its primary key already has the equivalent indexes. Otherwise
+    -- (bucket, sync_xid) finds a bucket's changes since a cursor, and (bucket, id) serves a
+    -- new bucket in id order by keyset pages: without it every page sorts the whole bucket.
     if bucket_column <> 'id' then
         execute format(
             'create index if not exists %I on public.%I (%I, sync_xid)',
             table_name || '_sync_idx', table_name, bucket_column
+        );
+        execute format(
+            'create index if not exists %I on public.%I (%I, id)',
+            table_name || '_sync_id_idx', table_name, bucket_column
         );
     end if;
     foreach event in array array['insert', 'update', 'delete'] loop
@@ -1160,12 +1166,8 @@ declare
     live_list boolean [];
     served integer;
     truncated boolean;
-    live_ids uuid [];
-    visible jsonb;
-    i integer;
+    page_entry record;
     k text;
-    rows_of_key jsonb [];
-    removed_of_key uuid [];
     seen_keys text [];
     partial_key text;
 begin
@@ -1278,38 +1280,38 @@ begin
         partial_key := case when truncated then key_list[served] end;
         has_more := has_more or truncated;
 
-        live_ids := array(
-            select id_list[j] from generate_series(1, served) as j where live_list[j]
-        );
-        visible := '{}';
-        if cardinality(live_ids) > 0 then
-            execute format(
-                'select coalesce(jsonb_object_agg(t.id::text, to_jsonb(t) - ''sync_xid''), ''{}'')
-                from public.%I as t where t.id = any($1)',
-                grp.table_name
-            ) into visible using live_ids;
-        end if;
-
-        -- One entry per key that had changes in this page, in (key, id) order.
+        -- The page's rows as the caller sees them (RLS), one entry per key in (key, id)
+        -- order, built by one query: a live id without a visible row, and an id without a
+        -- row, is a removal (only for a bucket with a cursor; a new one has nothing to drop).
         seen_keys := '{}';
-        i := 1;
-        while i <= served loop
-            k := key_list[i];
-            rows_of_key := '{}';
-            removed_of_key := '{}';
-            while i <= served and key_list[i] = k loop
-                if visible ? id_list[i]::text then
-                    rows_of_key := rows_of_key || (visible -> id_list[i]::text);
-                elsif grp.since is not null then
-                    removed_of_key := removed_of_key || id_list[i];
-                end if;
-                i := i + 1;
-            end loop;
+        for page_entry in execute format(
+            'with page as materialized (
+                select c.k, c.id, c.live, c.n
+                from unnest($1::text [], $2::uuid [], $3::boolean []) with ordinality as c (k, id, live, n)
+                where c.n <= $4
+            ),
+            visible as (
+                select t.id, to_jsonb(t) - ''sync_xid'' as body
+                from public.%I as t
+                where t.id = any(array(select p.id from page as p where p.live))
+            )
+            select
+                p.k,
+                coalesce(jsonb_agg(v.body order by p.n) filter (where v.id is not null), ''[]'') as served_rows,
+                coalesce(jsonb_agg(p.id order by p.n) filter (where v.id is null and $5), ''[]'') as removed
+            from page as p
+            left join visible as v on p.live and v.id = p.id
+            group by p.k
+            order by min(p.n)',
+            grp.table_name
+        ) using key_list, id_list, live_list, served, grp.since is not null
+        loop
+            k := page_entry.k;
             seen_keys := seen_keys || k;
             entries := entries || private.sync_bucket_entry(
                 grp.table_name, k, resolved -> (grp.table_name || ':' || k),
                 case when grp.is_reset then 'reset' when k = any(grp.new_keys) then 'new' else 'changed' end,
-                to_jsonb(rows_of_key), to_jsonb(removed_of_key), coalesce(grp.round_snap, snap),
+                page_entry.served_rows, page_entry.removed, coalesce(grp.round_snap, snap),
                 case when k = partial_key then id_list[served] end
             );
         end loop;
