@@ -427,13 +427,39 @@ declare
     spec private.sync_tables;
 begin
     select * into strict spec from private.sync_tables as t where t.table_name = $1;
-    if since is null then
+    -- A whole bucket: keyset pages on the (bucket, id) index. A resumed page gets its own
+    -- statement that starts the index scan at (key, id): neither `$2 is null or (key, id) >
+    -- (…)` nor a row comparison next to `key = any(…)` positions the scan, so each page would
+    -- read the bucket from its start.
+    if since is null and after_key is null then
         return query execute format(
             'select t.%1$I::text, t.id, true
             from public.%2$I as t
             where t.%1$I = any($1::%3$s [])
-                and ($2::text is null or (t.%1$I, t.id) > ($2::%3$s, $3))
             order by t.%1$I, t.id
+            limit $2',
+            spec.bucket_column, spec.table_name, spec.bucket_type
+        ) using keys, max_rows;
+        return;
+    end if;
+    if since is null then
+        return query execute format(
+            'select u.k::text, u.id, true from (
+                (
+                    select t.%1$I as k, t.id from public.%2$I as t
+                    where t.%1$I = $2::%3$s and t.id > $3
+                    order by t.id
+                    limit $4
+                )
+                union all
+                (
+                    select t.%1$I, t.id from public.%2$I as t
+                    where t.%1$I = any($1::%3$s []) and t.%1$I > $2::%3$s
+                    order by t.%1$I, t.id
+                    limit $4
+                )
+            ) as u
+            order by u.k, u.id
             limit $4',
             spec.bucket_column, spec.table_name, spec.bucket_type
         ) using keys, after_key, after_id, max_rows;
