@@ -725,7 +725,7 @@ class Storage:
         rows are cleared first as for a ``reset``."""
         stamp = time.time() if now is None else now
         with self.transaction():
-            known = self.buckets()
+            known = {r["bucket"] for r in self._all("SELECT bucket FROM _sync_buckets")}
             for bucket in page.removed_buckets:
                 self.forget_bucket(bucket)
             for b in page.buckets:
@@ -780,8 +780,13 @@ class Storage:
                             stamp,
                         ),
                     )
-            for bucket in page.unchanged:
-                self.set_bucket_state(bucket, BucketState(cursor=page.snapshot))
+            if page.unchanged:
+                with self.lock:
+                    self._conn.executemany(
+                        "UPDATE _sync_buckets SET cursor = ?, round = NULL, after = NULL "
+                        "WHERE bucket = ?",
+                        [(page.snapshot, bucket) for bucket in page.unchanged],
+                    )
 
     def _upsert_rows(self, spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> None:
         """Server rows without pending local writes, as :meth:`_apply_row` would apply them one

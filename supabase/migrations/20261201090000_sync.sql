@@ -1310,37 +1310,39 @@ begin
         -- order, built by one query: a live id without a visible row, and an id without a
         -- row, is a removal (only for a bucket with a cursor; a new one has nothing to drop).
         seen_keys := '{}';
-        for page_entry in execute format(
-            'with page as materialized (
-                select c.k, c.id, c.live, c.n
-                from unnest($1::text [], $2::uuid [], $3::boolean []) with ordinality as c (k, id, live, n)
-                where c.n <= $4
-            ),
-            visible as (
-                select t.id, to_jsonb(t) - ''sync_xid'' as body
-                from public.%I as t
-                where t.id = any(array(select p.id from page as p where p.live))
-            )
-            select
-                p.k,
-                coalesce(jsonb_agg(v.body order by p.n) filter (where v.id is not null), ''[]'') as served_rows,
-                coalesce(jsonb_agg(p.id order by p.n) filter (where v.id is null and $5), ''[]'') as removed
-            from page as p
-            left join visible as v on p.live and v.id = p.id
-            group by p.k
-            order by min(p.n)',
-            grp.table_name
-        ) using key_list, id_list, live_list, served, grp.since is not null
-        loop
-            k := page_entry.k;
-            seen_keys := seen_keys || k;
-            entries := entries || private.sync_bucket_entry(
-                grp.table_name, k, resolved -> (grp.table_name || ':' || k),
-                case when grp.is_reset then 'reset' when k = any(grp.new_keys) then 'new' else 'changed' end,
-                page_entry.served_rows, page_entry.removed, coalesce(grp.round_snap, snap),
-                case when k = partial_key then id_list[served] end
-            );
-        end loop;
+        if served > 0 then
+            for page_entry in execute format(
+                'with page as materialized (
+                    select c.k, c.id, c.live, c.n
+                    from unnest($1::text [], $2::uuid [], $3::boolean []) with ordinality as c (k, id, live, n)
+                    where c.n <= $4
+                ),
+                visible as (
+                    select t.id, to_jsonb(t) - ''sync_xid'' as body
+                    from public.%I as t
+                    where t.id = any(array(select p.id from page as p where p.live))
+                )
+                select
+                    p.k,
+                    coalesce(jsonb_agg(v.body order by p.n) filter (where v.id is not null), ''[]'') as served_rows,
+                    coalesce(jsonb_agg(p.id order by p.n) filter (where v.id is null and $5), ''[]'') as removed
+                from page as p
+                left join visible as v on p.live and v.id = p.id
+                group by p.k
+                order by min(p.n)',
+                grp.table_name
+            ) using key_list, id_list, live_list, served, grp.since is not null
+            loop
+                k := page_entry.k;
+                seen_keys := seen_keys || k;
+                entries := entries || private.sync_bucket_entry(
+                    grp.table_name, k, resolved -> (grp.table_name || ':' || k),
+                    case when grp.is_reset then 'reset' when k = any(grp.new_keys) then 'new' else 'changed' end,
+                    page_entry.served_rows, page_entry.removed, coalesce(grp.round_snap, snap),
+                    case when k = partial_key then id_list[served] end
+                );
+            end loop;
+        end if;
 
         -- Keys without changes are complete too, unless the page was cut: then they wait for
         -- the next page (they may sort after the cut).
