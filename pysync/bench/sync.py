@@ -8,7 +8,7 @@ RLS on:
 1. ``first_sync``: an empty cache pulls ``rows`` course_content rows (one course, about 300
    bytes of JSON each); baseline, the floor: the same rows read by the table owner in key
    order in pages and ``executemany``'d into SQLite in one transaction. Both run in a
-   subprocess each (:mod:`pysync.bench._first_sync`), whose ``ru_maxrss`` is the peak RSS.
+   subprocess each (:mod:`pysync.bench._first_sync`), whose ``VmHWM`` is the peak RSS.
 2. ``apply_one_change``: one row updated on the server, then pull + apply into that cache
    (holding ``rows`` rows); baseline: a pull with nothing changed on the same cache.
 3. ``no_change_pull``: a user holding about 50 buckets pulls with nothing changed (SQLite
@@ -377,7 +377,7 @@ def bench_first_sync(
         ratio >= TARGETS["first_sync"]["min_ratio"],
         {
             "row_json_bytes": row_bytes,
-            "rss_method": "ru_maxrss of a subprocess doing only the sync (interpreter included)",
+            "rss_method": "VmHWM of a subprocess doing only the sync (interpreter included)",
             "samples": synced["samples"],
             "floor_samples": floor["samples"],
         },
