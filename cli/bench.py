@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -123,6 +124,110 @@ def bench_rls(
         )
 
     output.emit(as_json, result.as_dict(), human)
+
+
+@bench_app.command("sync")
+def bench_sync(
+    rows: Annotated[
+        int,
+        typer.Option("--rows", min=1, help="Rows of the first sync (1000000 for the large run)."),
+    ] = 100_000,
+    users: Annotated[
+        int, typer.Option("--users", min=20, help="Users in the scratch perf world.")
+    ] = 10_000,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="Run only this benchmark (repeatable): no_change_pull, first_sync, "
+            "apply_one_change, push, capacity, propagation.",
+        ),
+    ] = None,
+    iterations: Iterations = 200,
+    push_ops: Annotated[int, typer.Option("--push-ops", min=1, help="Queued ops pushed.")] = 10_000,
+    writes: Annotated[
+        int, typer.Option("--writes", min=1, help="Writes propagated from A to B.")
+    ] = 200,
+    threads: Annotated[
+        int, typer.Option("--threads", min=1, help="Concurrent pullers for capacity.")
+    ] = 4,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Write a PNG of first-sync rows/s and RSS (matplotlib)."),
+    ] = None,
+    db_url: DbUrl = None,
+    as_json: Json = False,
+) -> None:
+    """Sync's costs, each against a baseline measured in the same run (issue 10).
+
+    First sync vs the floor (owner keyset SELECT + SQLite executemany), one change applied
+    vs a no-change pull, a no-change pull of ~50 buckets vs `select 1` through the same
+    gateway, a push of queued ops vs service_role in one transaction, no-change pulls/s from
+    many users vs `select 1`/s, and A-to-B propagation through the nudge. Loads the perf
+    world into a scratch database and drops it afterwards; with --db-url, runs on a
+    database with the migrations and a perf world, adding (and then deleting) its own users.
+    """
+    from pysync.bench.sync import plot as draw
+    from pysync.bench.sync import run_sync_bench
+
+    project = context.project(db_url)
+    if project.is_local:
+        project.local.start()
+    result = run_sync_bench(
+        project.local if project.is_local else None,
+        db_url=project.db_url,
+        jwt_secret=project.settings.jwt_secret,
+        users=users,
+        rows=rows,
+        only=only or (),
+        iterations=iterations,
+        push_ops=push_ops,
+        writes=writes,
+        capacity_threads=threads,
+        migrations_dir=project.settings.migrations_dir,
+        policies_dir=project.settings.policies_dir,
+        progress=None if as_json else output.say,
+    )
+    data = result.as_dict()
+    if plot is not None:
+        draw(data, plot)
+    if as_json:
+        for bench in data["benchmarks"]:
+            bench.pop("samples", None)
+            bench.pop("floor_samples", None)
+
+    def human() -> None:
+        table_rows = []
+        for bench in data["benchmarks"]:
+            ratio = bench["ratio"]
+            table_rows.append(
+                (
+                    bench["name"],
+                    _summary(bench["measured"]),
+                    _summary(bench["baseline"]),
+                    "" if ratio is None else f"{ratio:.2f}x",
+                    "yes" if bench["within_target"] else "no",
+                )
+            )
+        load = data["load"]
+        output.table(
+            f"Sync benchmarks on {data['users']:,} users"
+            f" (load {load['1m']} on {load['cpus']} CPUs)",
+            ["benchmark", "measured", "baseline", "ratio", "target met"],
+            table_rows,
+        )
+
+    output.emit(as_json, data, human)
+
+
+def _summary(figures: dict[str, object]) -> str:
+    keys = ("rows_per_second", "ops_per_second", "pulls_per_second", "calls_per_second")
+    parts = [f"{k.replace('_per_second', '/s')} {figures[k]:,}" for k in keys if k in figures]
+    if "p50_ms" in figures:
+        parts.append(f"p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms")
+    if "peak_rss_mb" in figures:
+        parts.append(f"peak RSS {figures['peak_rss_mb']} MB")
+    return "; ".join(parts)
 
 
 def _ms(timing: dict[str, float]) -> tuple[str, str, str]:

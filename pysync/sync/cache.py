@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +48,7 @@ from pysync.sync.protocol import (
 )
 from pysync.sync.status import ProgressCallback, StreamProgress, SyncStatus
 from pysync.sync.storage import DeadLetter, OutboxOp, Storage
-from pysync.sync.wire import BucketState, OpResult, PullRequest, PushResponse
+from pysync.sync.wire import BucketState, OpResult, PullRequest, PullResponse, PushResponse
 
 __all__ = ["RejectedCallback", "SyncCache", "Watch"]
 
@@ -79,6 +80,8 @@ class SyncCache:
     batch_size = 200
     #: Most rows and removals per pulled page.
     page_limit = 1000
+    #: Fetch the next page of a pull while the current one is applied.
+    prefetch = True
     #: Push batches per sync before pulling anyway (a resolver that always conflicts must not
     #: spin forever).
     max_push_rounds = 20
@@ -115,6 +118,8 @@ class SyncCache:
         self.retry_in: float | None = None
         self._push_rounds = 0
         self._closed = False
+        self._fetcher: ThreadPoolExecutor | None = None
+        self._prefetched: tuple[PullRequest, Future[PullResponse]] | None = None
 
     # -- opening and closing -----------------------------------------------------------------
 
@@ -195,6 +200,9 @@ class SyncCache:
             return
         self._closed = True
         with self._sync_lock:
+            self._prefetched = None
+            if self._fetcher is not None:
+                self._fetcher.shutdown(wait=True)
             self._storage.close()
             if self._lock_file is not None:
                 self._lock_file.close()
@@ -306,6 +314,7 @@ class SyncCache:
                 raise SyncError("the cache is closed")
             self.retry_in = None
             self._push_rounds = 0
+            self._prefetched = None
             repair: frozenset[str] = frozenset()
             todo = list(self._machine.handle(event))
             while todo:
@@ -522,13 +531,37 @@ class SyncCache:
     def _pull_page(self, repair: frozenset[str]) -> Event:
         self._storage.drop_expired_subscriptions(self._now())
         request = self._pull_request(repair)
-        response = self._connector.pull(request)
+        response = self._take_prefetched(request)
+        if response is None:
+            response = self._connector.pull(request)
         self._record_server_time(response.server_time)
         if response.schema_hash and response.schema_hash != self._storage.meta("schema_hash"):
             self.refresh_schema()
+        elif response.has_more and self.prefetch:
+            # Fetch the next page while this one is written to SQLite: the next request
+            # follows from this response alone (the states the page will store).
+            self._prefetch(_next_request(request, response))
         self._storage.apply_page(request.buckets, response, now=self._now(), repairing=repair)
         self._report()
         return Pulled(has_more=response.has_more)
+
+    def _prefetch(self, request: PullRequest) -> None:
+        if self._fetcher is None:
+            self._fetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pysync-pull")
+        self._prefetched = (request, self._fetcher.submit(self._connector.pull, request))
+
+    def _take_prefetched(self, request: PullRequest) -> PullResponse | None:
+        """The prefetched page, if it answers exactly ``request`` and arrived; else ``None``
+        (the caller pulls again: a failed prefetch is retried like any pull)."""
+        prefetched, self._prefetched = self._prefetched, None
+        if prefetched is None:
+            return None
+        sent, future = prefetched
+        try:
+            response = future.result()
+        except Exception:
+            return None
+        return response if sent == request else None
 
     def _compare_checksums(self) -> Event:
         held = sorted(self._storage.buckets())
@@ -642,6 +675,20 @@ class SyncCache:
 
     def on_nudge(self, bucket: str) -> None:
         self._run(Nudged(bucket))
+
+
+def _next_request(request: PullRequest, response: PullResponse) -> PullRequest:
+    """The request that follows ``request`` once ``response`` is applied (the bucket states
+    :meth:`Storage.apply_page` stores)."""
+    states = dict(request.buckets)
+    for name in response.removed_buckets:
+        states.pop(name, None)
+    for page in response.buckets:
+        states[page.bucket] = page.next_state(request.buckets.get(page.bucket))
+    for name in response.unchanged:
+        if name in states:
+            states[name] = BucketState(cursor=response.snapshot)
+    return PullRequest(buckets=states, subscriptions=request.subscriptions, limit=request.limit)
 
 
 def _lock(path: Path) -> IO[bytes]:
