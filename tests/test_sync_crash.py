@@ -313,7 +313,7 @@ def test_sigkilled_sync_client_loses_no_op_applies_none_twice_and_converges(
                     want = {i: r["version"] for i, r in reference.rows.get(table, {}).items()}
                     got = {
                         r["id"]: r["version"]
-                        for r in cache.query(f"select id, version from {table}")
+                        for r in cache.query(f"select id, version from {table}")  # noqa: S608
                     }
                     assert got == want, table
     finally:
