@@ -8,11 +8,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pysync.gateway import Gateway, GatewayError
+from pysync.sync import SyncCache
 from tests.sync_world import SyncWorld
 
 #: What a malformed request may fail with: a clear "invalid parameter" / "invalid text".
@@ -326,3 +328,21 @@ def test_pull_tolerates_unknown_buckets_odd_limits_and_bad_subscriptions(
         "sync_checksums", {"request": {"buckets": [1, "nope:1", "messages:zz"]}}, read_only=True
     )
     assert sorted(checksums["removed_buckets"]) == ["1", "messages:zz", "nope:1"]
+
+
+def test_cache_dead_letters_only_the_rejected_profile_edit_not_the_users_messages(
+    world: SyncWorld, chat: tuple[Any, Any, str], tmp_path: Path
+) -> None:
+    """The same regression end to end: before the fix the client dead-lettered the messages
+    too (the server said they depended on the rejected edit)."""
+    _, student, conversation = chat
+    with SyncCache.open(world.client(student), tmp_path / "c.db") as cache:
+        cache.sync()
+        cache.update("profiles", student.id, {"display_name": ""})  # violates the check
+        sent = cache.insert(
+            "messages", {"conversation_id": conversation, "sender_id": student.id, "body": "hi"}
+        )
+        cache.sync()
+        assert [(d.table, d.sqlstate) for d in cache.dead_letters()] == [("profiles", "23514")]
+        assert count(world, [sent]) == 1
+        assert cache.status().pending_ops == 0
