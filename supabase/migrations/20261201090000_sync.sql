@@ -739,7 +739,8 @@ $$;
 revoke all on function private.sync_store_results(uuid, jsonb) from public;
 grant execute on function private.sync_store_results(uuid, jsonb) to authenticated, service_role;
 
--- The row as the caller sees it now (null when it does not exist or is not visible).
+-- The row as the caller sees it now (null when it does not exist or is not visible, and
+-- for a table that is not synced: a rejected op may name any table, even none).
 create function private.sync_visible_row(table_name text, row_id uuid)
 returns jsonb
 language plpgsql
@@ -749,6 +750,9 @@ as $$
 declare
     found jsonb;
 begin
+    if row_id is null or private.sync_table_spec(table_name) is null then
+        return null;
+    end if;
     execute format('select to_jsonb(t) - ''sync_xid'' from public.%I as t where t.id = $1', table_name)
     into found using row_id;
     return found;
@@ -1274,7 +1278,7 @@ set search_path = ''
 as $$
 declare
     snap pg_snapshot := private.sync_snapshot();
-    budget integer := least(greatest(coalesce((request ->> 'limit')::integer, 1000), 1), 10000);
+    budget integer := least(greatest(coalesce((request ->> 'limit')::numeric, 1000), 1), 10000);
     held jsonb := coalesce(request -> 'buckets', '{}');
     subscriptions jsonb := coalesce(request -> 'subscriptions', '[]');
     pruned xid8 := private.sync_pruned_xid();
@@ -1295,6 +1299,9 @@ declare
     seen_keys text [];
     partial_key text;
 begin
+    if jsonb_typeof(request) <> 'object' then
+        raise exception 'the request must be a JSON object' using errcode = '22023';
+    end if;
     if jsonb_typeof(held) <> 'object' or jsonb_typeof(subscriptions) <> 'array' then
         raise exception 'buckets must be an object and subscriptions an array'
         using errcode = '22023';
@@ -1560,12 +1567,14 @@ declare
     stored jsonb;
     results jsonb [] := '{}';
     fresh jsonb [] := '{}';
-    -- row id -> the result of the op that failed to write it (dependants follow it)
+    -- row id -> the result of the op that failed to write it (later ops on the row follow it)
     failed jsonb := '{}';
     -- row id -> the result of an update or delete of it that was not applied: a later op
     -- on the row was made on top of it (its base_version counts on it), so it follows too
-    -- (unlike `failed`, inserts that merely refer to the id are still tried: the row exists)
     stale jsonb := '{}';
+    -- id of an insert that was not applied -> its result (inserts referring to it follow it;
+    -- a failed update or delete does not hold back inserts that merely name the row)
+    failed_inserts jsonb := '{}';
     total integer;
     first integer := 0;
     last integer;
@@ -1584,6 +1593,13 @@ begin
     if client_id is null or jsonb_typeof(ops) is distinct from 'array' then
         raise exception 'sync_push needs a client_id and an array of ops' using errcode = '22023';
     end if;
+    -- Each op costs a savepoint and its write (about 3 ms here): a bigger batch would run into
+    -- the API role's statement_timeout half done and be retried for ever. Refused whole, at once.
+    if jsonb_array_length(ops) > 1000 then
+        raise exception 'at most 1000 ops per sync_push request (got %); send them in batches',
+            jsonb_array_length(ops)
+        using errcode = '22023';
+    end if;
     if exists (
         select 1 from jsonb_array_elements(ops) as o
         where jsonb_typeof(o) <> 'object'
@@ -1593,6 +1609,12 @@ begin
     ) then
         raise exception 'every op needs an integer op_id, a uuid id and an integer base_version or null'
         using errcode = '22023';
+    end if;
+    -- Results are stored per op_id: one id twice in a request would apply two ops under one
+    -- stored result (and "7" and "007" are the same op).
+    if (select count(distinct (o ->> 'op_id')::bigint) from jsonb_array_elements(ops) as o)
+        <> jsonb_array_length(ops) then
+        raise exception 'op_id must be unique within a request' using errcode = '22023';
     end if;
 
     -- One push per client at a time, so a retry racing the original waits and then replays.
@@ -1614,10 +1636,10 @@ begin
             last := last + 1;
         end loop;
 
-        if stored ? (ops -> first ->> 'op_id') then
+        if stored ? ((ops -> first ->> 'op_id')::bigint)::text then
             for j in first..last loop
                 results := results || (
-                    coalesce(stored -> (ops -> j ->> 'op_id'), jsonb_build_object(
+                    coalesce(stored -> ((ops -> j ->> 'op_id')::bigint)::text, jsonb_build_object(
                         'op_id', (ops -> j ->> 'op_id')::bigint, 'status', 'rejected',
                         'sqlstate', '22023', 'message', 'op was not part of the stored transaction'
                     )) || '{"replayed": true}'
@@ -1640,9 +1662,11 @@ begin
                     raise exception using errcode = 'PYS01';
                 end if;
                 if op ->> 'kind' = 'insert' then
-                    select failed -> v.value into failure
-                    from jsonb_each_text(coalesce(op -> 'data', '{}')) as v
-                    where failed ? v.value
+                    select failed_inserts -> v.value into failure
+                    from jsonb_each_text(
+                        case when jsonb_typeof(op -> 'data') = 'object' then op -> 'data' else '{}' end
+                    ) as v
+                    where failed_inserts ? v.value
                     limit 1;
                     if failure is not null then
                         raise exception using errcode = 'PYS01';
@@ -1694,6 +1718,9 @@ begin
                     failed := failed || jsonb_build_object(op ->> 'id', result);
                 else
                     stale := stale || jsonb_build_object(op ->> 'id', result);
+                end if;
+                if op ->> 'kind' = 'insert' then
+                    failed_inserts := failed_inserts || jsonb_build_object(op ->> 'id', result);
                 end if;
             end loop;
         end;
