@@ -261,15 +261,25 @@ as $$
 declare
     body text;
 begin
+    -- Streams sharing a membership query (my courses' content, assignments and rows; my
+    -- conversations' rows, members and messages) run it once, fanned out to each stream.
     select string_agg(
         format(
-            'select %L::text, %L::text, m.k::text from (%s) as m (k) where m.k is not null',
-            s.name, s.table_name, s.query
+            'select x.stream, x.table_name, m.k::text from (%s) as m (k)
+            cross join (values %s) as x (stream, table_name) where m.k is not null',
+            q.query, q.targets
         ),
-        E'\nunion\n' order by s.name
+        E'\nunion\n' order by q.query
     ) into body
-    from private.sync_streams as s
-    where s.mode = 'auto';
+    from (
+        select
+            s.query,
+            string_agg(format('(%L::text, %L::text)', s.name, s.table_name), ', ' order by s.name)
+            as targets
+        from private.sync_streams as s
+        where s.mode = 'auto'
+        group by s.query
+    ) as q;
     execute format(
         $ddl$
         create or replace function private.sync_auto_buckets()
