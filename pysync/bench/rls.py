@@ -37,12 +37,11 @@ from psycopg import sql
 from pysync.auth import mint_access_token
 from pysync.bench._hot import QUERIES, HotQuery, Subject, week_bounds
 from pysync.bench._naive import DROPPED_INDEXES, NAIVE_POLICIES
+from pysync.bench._world import scratch_perf_world
 from pysync.bench.gateway import Timing
 from pysync.errors import PysyncError
 from pysync.gateway import Gateway, Identity, PostgresGateway
 from pysync.localdb import LocalDatabase
-from pysync.migrate import push
-from pysync.seed import PerfPlan, seed_perf
 
 __all__ = [
     "MAX_P95_MS",
@@ -220,14 +219,6 @@ def make_naive(conn: psycopg.Connection[Any]) -> None:
     conn.execute("analyze")
 
 
-@contextmanager
-def _scratch(local: LocalDatabase, name: str) -> Iterator[str]:
-    try:
-        yield local.create_database(name)
-    finally:
-        local.drop_database(name)
-
-
 # -- measuring --------------------------------------------------------------------------------
 
 
@@ -380,23 +371,18 @@ def run_rls_bench(
     with ExitStack() as stack:
         if db_url is None:
             assert local is not None
-            if migrations_dir is None or policies_dir is None:
-                raise ValueError("a scratch world needs the migrations and policies")
             name = f"pysync_bench_rls_{suffix}"
-            url = stack.enter_context(_scratch(local, name))
-            with psycopg.connect(url, autocommit=True) as conn:
-                push(conn, migrations_dir, policies_dir)
-                say(f"loading the perf world at --users {users} into {name}")
-                report = seed_perf(conn, PerfPlan(users=users), baseline=False)
-                # Settle the fresh rows (hint bits, visibility map) now, so neither the first
-                # readers nor an autovacuum during the measurements pay for it.
-                for load in report.tables:
-                    schema, table = load.table.split(".")
-                    conn.execute(
-                        sql.SQL("vacuum (analyze) {}").format(sql.Identifier(schema, table))
-                    )
+            url, report = stack.enter_context(
+                scratch_perf_world(
+                    local,
+                    name,
+                    migrations_dir=migrations_dir,
+                    policies_dir=policies_dir,
+                    users=users,
+                    say=say,
+                )
+            )
             seed_report = report.as_dict()
-            say(f"{report.rows:,} rows in {report.seconds:.1f}s")
             gateway_url = local.url(name, user="authenticator")
             naive_url: str | None = None
             if naive:

@@ -42,17 +42,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from pysync.auth import LocalAuth, mint_access_token
+from pysync.bench._world import scratch_perf_world
 from pysync.bench.gateway import Timing
-from pysync.bench.rls import _no_gc, _scratch, _timed
+from pysync.bench.rls import _no_gc, _timed
 from pysync.client import Client
 from pysync.errors import PysyncError
 from pysync.gateway import PostgresGateway
 from pysync.localdb import LocalDatabase
-from pysync.migrate import push
-from pysync.seed import PerfPlan, seed_perf
 from pysync.sync import SyncCache
 from pysync.sync.triggers import PgNudges
 
@@ -714,22 +712,20 @@ def _world(
     with ExitStack() as stack:
         if db_url is None:
             assert local is not None
-            if migrations_dir is None or policies_dir is None:
-                raise ValueError("a scratch world needs the migrations and policies")
             name = f"pysync_bench_sync_{uuid.uuid4().hex[:10]}"
-            url = stack.enter_context(_scratch(local, name))
+            url, report = stack.enter_context(
+                scratch_perf_world(
+                    local,
+                    name,
+                    migrations_dir=migrations_dir,
+                    policies_dir=policies_dir,
+                    users=users,
+                    say=say,
+                )
+            )
             with psycopg.connect(url, autocommit=True) as conn:
-                push(conn, migrations_dir, policies_dir)
-                say(f"loading the perf world at --users {users} into {name}")
-                report = seed_perf(conn, PerfPlan(users=users), baseline=False)
-                for load in report.tables:
-                    schema, table = load.table.split(".")
-                    conn.execute(
-                        sql.SQL("vacuum (analyze) {}").format(sql.Identifier(schema, table))
-                    )
                 _ping_function(conn)
             seed.update(report.as_dict())
-            say(f"{report.rows:,} rows in {report.seconds:.1f}s")
             gateway_url = local.url(name, user="authenticator")
         else:
             url = gateway_url = db_url
