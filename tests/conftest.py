@@ -16,7 +16,7 @@ from pysync.localdb import LocalDatabase
 from pysync.localdb.pooler import Pooler, pgbouncer_path
 from pysync.localdb.replica import ReadReplica, pg_basebackup_available
 from pysync.migrate import apply_seed, push
-from tests.helpers import PROJECT_ROOT, connect, make_tempdir, remove_tree
+from tests.helpers import PROJECT_ROOT, connect, make_tempdir, remove_tree, write_project
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +107,22 @@ def app_conn(app_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection to the module's app database; each test's work is rolled back."""
     with connect(app_url) as connection, connection.transaction(force_rollback=True):
         yield connection
+
+
+@pytest.fixture
+def schema_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_dir: Path) -> Path:
+    """A project with this repository's migrations and policies as the current directory,
+    its embedded database the test session's cluster (for the CLI's benchmarks)."""
+    root = write_project(
+        tmp_path,
+        {
+            path.name: path.read_text()
+            for path in (PROJECT_ROOT / "supabase" / "migrations").glob("*.sql")
+        },
+        {path.name: path.read_text() for path in (PROJECT_ROOT / "policies").glob("*.sql")},
+    )
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("PYSYNC_DATA_DIR", str(session_dir))
+    monkeypatch.delenv("SUPABASE_DB_URL", raising=False)
+    monkeypatch.delenv("PYSYNC_DEBUG", raising=False)
+    return root

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,3 +72,26 @@ def write_project(
 def env_without_targets() -> dict[str, str]:
     """os.environ without settings that would point commands elsewhere."""
     return {k: v for k, v in os.environ.items() if k not in ("SUPABASE_DB_URL", "PYSYNC_DATA_DIR")}
+
+
+def gotrue_session(
+    user_id: str, access_token: str, email: str = "ada@example.com"
+) -> dict[str, Any]:
+    """The body of GoTrue's answer to a password sign-in (``POST /auth/v1/token``), for
+    request-level tests of code that signs in to a Supabase project."""
+    return {
+        "access_token": access_token,
+        "token_type": "bearer",
+        "expires_in": 3600,
+        "expires_at": int(time.time()) + 3600,
+        "refresh_token": "refresh-1",
+        "user": {
+            "id": user_id,
+            "aud": "authenticated",
+            "role": "authenticated",
+            "email": email,
+            "app_metadata": {},
+            "user_metadata": {},
+            "created_at": "2026-01-01T00:00:00Z",
+        },
+    }

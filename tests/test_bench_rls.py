@@ -15,7 +15,7 @@ from pysync.localdb import LocalDatabase
 from pysync.migrate import push
 from pysync.seed import PerfPlan, seed_perf
 from pysync_cli.main import main
-from tests.helpers import PROJECT_ROOT, connect, write_project
+from tests.helpers import PROJECT_ROOT, connect
 
 MIGRATIONS = PROJECT_ROOT / "supabase" / "migrations"
 POLICIES = PROJECT_ROOT / "policies"
@@ -121,23 +121,8 @@ def test_naive_needs_the_embedded_database(local_db: LocalDatabase) -> None:
         run_rls_bench(None, db_url=local_db.url(), jwt_secret="x" * 32, naive=True)
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_dir: Path) -> Path:
-    """A project with this repository's schema whose embedded database is the session's."""
-    root = write_project(
-        tmp_path,
-        {path.name: path.read_text() for path in MIGRATIONS.glob("*.sql")},
-        {path.name: path.read_text() for path in POLICIES.glob("*.sql")},
-    )
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("PYSYNC_DATA_DIR", str(session_dir))
-    monkeypatch.delenv("SUPABASE_DB_URL", raising=False)
-    monkeypatch.delenv("PYSYNC_DEBUG", raising=False)
-    return root
-
-
 def test_cli_prints_the_json_shape(
-    project: Path, local_db: LocalDatabase, capsys: pytest.CaptureFixture[str]
+    schema_project: Path, local_db: LocalDatabase, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["bench", "rls", "--users", "150", "--iterations", "2", "--json"])
     out = capsys.readouterr().out
@@ -150,7 +135,7 @@ def test_cli_prints_the_json_shape(
 
 
 def test_cli_prints_a_table_with_the_naive_columns(
-    project: Path, capsys: pytest.CaptureFixture[str]
+    schema_project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["bench", "rls", "--users", "150", "-n", "2", "--naive"]) == 0
     out = capsys.readouterr().out

@@ -12,7 +12,7 @@ from pysync.bench.sync import BENCHMARKS, TARGETS, run_sync_bench
 from pysync.errors import PysyncError
 from pysync.localdb import LocalDatabase
 from pysync_cli.main import main
-from tests.helpers import PROJECT_ROOT, write_project
+from tests.helpers import PROJECT_ROOT
 from tests.test_bench_rls import bench_databases
 
 MIGRATIONS = PROJECT_ROOT / "supabase" / "migrations"
@@ -75,22 +75,8 @@ def test_only_runs_the_named_benchmarks(local_db: LocalDatabase) -> None:
         run_sync_bench(local_db, only=["nope"], migrations_dir=MIGRATIONS, policies_dir=POLICIES)
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, session_dir: Path) -> Path:
-    root = write_project(
-        tmp_path,
-        {path.name: path.read_text() for path in MIGRATIONS.glob("*.sql")},
-        {path.name: path.read_text() for path in POLICIES.glob("*.sql")},
-    )
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("PYSYNC_DATA_DIR", str(session_dir))
-    monkeypatch.delenv("SUPABASE_DB_URL", raising=False)
-    monkeypatch.delenv("PYSYNC_DEBUG", raising=False)
-    return root
-
-
 def test_cli_prints_the_json_shape(
-    project: Path, local_db: LocalDatabase, capsys: pytest.CaptureFixture[str]
+    schema_project: Path, local_db: LocalDatabase, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["bench", "sync", "--users", "60", "--rows", "40", "-n", "3", "--json"]
     code = main([*args, "--only", "no_change_pull", "--only", "first_sync"])
@@ -104,7 +90,7 @@ def test_cli_prints_the_json_shape(
     assert bench_databases(local_db) == []
 
 
-def test_cli_prints_a_table(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_a_table(schema_project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["bench", "sync", "--users", "60", "--push-ops", "12", "-n", "3"]
     assert main([*args, "--only", "push"]) == 0
     out = capsys.readouterr().out

@@ -16,6 +16,7 @@ import jwt
 import pytest
 
 from pysync import Client, Conflict, Cursor, PermissionDenied, Profile, SupabaseStorage
+from tests.helpers import gotrue_session
 
 URL = "https://abc.supabase.co"
 ANON_KEY = "anon-key"
@@ -56,25 +57,7 @@ class Project:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         if request.url.path == "/auth/v1/token":
-            return httpx.Response(
-                200,
-                json={
-                    "access_token": TOKEN,
-                    "token_type": "bearer",
-                    "expires_in": 3600,
-                    "expires_at": int(time.time()) + 3600,
-                    "refresh_token": "refresh-1",
-                    "user": {
-                        "id": USER_ID,
-                        "aud": "authenticated",
-                        "role": "authenticated",
-                        "email": "ada@example.com",
-                        "app_metadata": {},
-                        "user_metadata": {},
-                        "created_at": "2026-01-01T00:00:00Z",
-                    },
-                },
-            )
+            return httpx.Response(200, json=gotrue_session(USER_ID, TOKEN))
         if self.answers:
             return self.answers.pop(0)
         return httpx.Response(200, json=[])

@@ -20,6 +20,7 @@ from pysync import Client
 from pysync.config import Settings
 from pysync.sync import SyncCache
 from pysync.sync.connector import MAX_GET_ARGUMENT_BYTES
+from tests.helpers import gotrue_session
 
 URL = "https://abc.supabase.co"
 ANON_KEY = "anon-key"
@@ -94,25 +95,7 @@ class Project:
         self.requests.append(request)
         path = request.url.path
         if path == "/auth/v1/token":
-            return httpx.Response(
-                200,
-                json={
-                    "access_token": TOKEN,
-                    "token_type": "bearer",
-                    "expires_in": 3600,
-                    "expires_at": int(time.time()) + 3600,
-                    "refresh_token": "refresh-1",
-                    "user": {
-                        "id": USER_ID,
-                        "aud": "authenticated",
-                        "role": "authenticated",
-                        "email": "ada@example.com",
-                        "app_metadata": {},
-                        "user_metadata": {},
-                        "created_at": "2026-01-01T00:00:00Z",
-                    },
-                },
-            )
+            return httpx.Response(200, json=gotrue_session(USER_ID, TOKEN))
         if path == "/rest/v1/rpc/sync_schema":
             return httpx.Response(200, json=SCHEMA)
         if path == "/rest/v1/rpc/sync_push":
