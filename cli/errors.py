@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 
 import psycopg
+from rich.text import Text
 
-from pysync.errors import PysyncError
+from pysync.errors import PysyncError, first_line
 from pysync_cli.output import err_console
 
 #: Exit codes: 1 for errors the user can act on, 2 is typer's usage error.
@@ -23,11 +24,10 @@ def describe(exc: BaseException) -> str | None:
     if isinstance(exc, PysyncError):
         return str(exc)
     if isinstance(exc, psycopg.OperationalError):
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"cannot reach the database: {first}"
+        return f"cannot reach the database: {first_line(exc)}"
     if isinstance(exc, psycopg.Error):
         code = f" [{exc.sqlstate}]" if exc.sqlstate else ""
-        return f"database error: {str(exc).strip().splitlines()[0]}{code}"
+        return f"database error: {first_line(exc)}{code}"
     return None
 
 
@@ -36,5 +36,5 @@ def report(exc: BaseException) -> int:
     message = describe(exc)
     if message is None:
         message = f"unexpected {type(exc).__name__}: {exc} (set PYSYNC_DEBUG=1 for details)"
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
     return EXIT_ERROR

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from pysync.health import HealthReport, check_health
 from pysync_cli import context, output
@@ -28,7 +27,7 @@ def render_health(report: HealthReport) -> None:
     output.table(
         "Health",
         ["check", "status", "detail"],
-        [(c.name, f"[{_STYLES[c.status]}]{c.status}[/]", escape(c.detail)) for c in report.checks],
+        [(c.name, output.styled(c.status, _STYLES[c.status]), c.detail) for c in report.checks],
     )
     failed = sum(c.status == "fail" for c in report.checks)
     warned = sum(c.status == "warn" for c in report.checks)

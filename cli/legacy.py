@@ -68,15 +68,15 @@ def _render(report: ImportReport) -> None:
                 r.target_table,
                 r.source_rows if r.unit == "rows" else f"{r.source_rows} {r.unit}",
                 r.skipped,
-                r.target_rows if r.ok else f"[red]{r.target_rows}[/]",
-                "ok" if r.checksum_ok else "[red]MISMATCH[/]",
+                r.target_rows if r.ok else output.styled(r.target_rows, "red"),
+                "ok" if r.checksum_ok else output.styled("MISMATCH", "red"),
             )
             for r in report.reconciliation
         ],
     )
     written = sum(report.written.values())
-    verdict = "reconciled" if report.ok else "[red]NOT reconciled[/]"
-    output.say(f"{written} row(s) written, {verdict} ({report.seconds:.1f}s)")
+    verdict = "reconciled" if report.ok else output.styled("NOT reconciled", "red")
+    output.say(f"{written} row(s) written, ", verdict, f" ({report.seconds:.1f}s)")
 
 
 @import_app.command("legacy")

@@ -46,7 +46,7 @@ def rls_test(db_url: DbUrl = None, as_json: Json = False, matrix: MatrixFile = N
                     r.actor,
                     r.op,
                     r.expected,
-                    r.got if r.passed else f"[red]{r.got}[/]",
+                    r.got if r.passed else output.styled(r.got, "red"),
                     r.detail,
                 )
                 for r in ordered

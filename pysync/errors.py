@@ -17,14 +17,44 @@ __all__ = [
     "MigrationError",
     "MigrationFileError",
     "PysyncError",
-    "ReconciliationError",
     "RestoreVerificationError",
     "UnknownUserError",
+    "first_line",
 ]
 
 
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of ``exc``'s message, or its class name when it has none.
+
+    Server and driver messages run to several lines (DETAIL, HINT, CONTEXT); a one-line
+    report wants the first, and an empty message must not become an ``IndexError``.
+    """
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
+
+
+def _rebuild(
+    cls: type[BaseException], args: tuple[object, ...], state: dict[str, object]
+) -> BaseException:
+    """Unpickle a :class:`PysyncError` without calling its ``__init__`` (see ``__reduce__``)."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
 class PysyncError(Exception):
-    """Base class: an error the user can act on. ``str(err)`` is the one-line message."""
+    """Base class: an error the user can act on. ``str(err)`` is the one-line message.
+
+    Errors survive pickling (a worker process or a multiprocessing pool hands them back to
+    its parent) with their message and every attribute, SQLSTATE included. Exception's own
+    pickling calls ``cls(*args)``, which fails for subclasses with keyword-only fields.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
 
 
 class ConfigError(PysyncError):
@@ -77,10 +107,6 @@ class RestoreVerificationError(BackupError):
 class LegacyImportError(PysyncError):
     """The legacy source cannot be imported as it stands (missing tables or columns, values
     that do not map); nothing was written when this is raised before the first batch."""
-
-
-class ReconciliationError(PysyncError):
-    """After an import, source and target disagree on row counts or id checksums."""
 
 
 class UnknownUserError(PysyncError):

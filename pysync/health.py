@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pysync.errors import LocalDatabaseError, PysyncError
+from pysync.errors import LocalDatabaseError, PysyncError, first_line
 from pysync.migrate import inspect
 from pysync.rls.audit import MANAGED_SCHEMAS, audit_project
 
@@ -276,7 +276,7 @@ def _guarded(name: str, run: Callable[[], list[Check]]) -> list[Check]:
     try:
         return run()
     except (psycopg.Error, PysyncError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return [Check(name, "fail", f"could not check: {first}")]
 
 
@@ -292,7 +292,7 @@ def check_health(
     try:
         conn = connect()
     except (psycopg.OperationalError, LocalDatabaseError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return HealthReport([Check("connectivity", "fail", f"cannot connect: {first}")])
     with conn:
         row = conn.execute("select current_database(), current_user").fetchone()

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
 from pysync.config import Settings
+from pysync.dsn import mask_url
 from pysync.errors import LocalDatabaseError
 from pysync.localdb import LocalDatabase
 from pysync.migrate import MigrationStatus, PushResult, apply_seed, discover_policies, inspect, push
@@ -23,15 +23,6 @@ from pysync.migrate import MigrationStatus, PushResult, apply_seed, discover_pol
 __all__ = ["Project", "TableCount", "mask_url"]
 
 Progress = Callable[[str], None]
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``****``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":****@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)

@@ -22,3 +22,60 @@ def test_every_package_is_listed_in_pyproject() -> None:
 def test_console_script_points_at_the_cli() -> None:
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     assert project["scripts"] == {"pysync": "pysync_cli.main:run"}
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    from packaging.requirements import Requirement
+
+    return {Requirement(r).name.lower().replace("_", "-") for r in requirements}
+
+
+def _imported_top_level_modules() -> set[str]:
+    import ast
+    import sys
+
+    found: set[str] = set()
+    for path in [*(PROJECT_ROOT / "pysync").rglob("*.py"), *(PROJECT_ROOT / "cli").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"pysync", "pysync_cli", "__future__"}
+
+
+def test_every_directly_imported_distribution_is_declared() -> None:
+    """A module the code imports must come from a declared requirement, not from whatever
+    supabase-py happens to pull in today (issue 13: httpx, postgrest, storage3...)."""
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    required = _requirement_names(project["dependencies"])
+    extras = {
+        name: _requirement_names(reqs) for name, reqs in project["optional-dependencies"].items()
+    }
+    #: Imported lazily, only by the feature their extra names.
+    optional = {"faker": "seed", "matplotlib": "dev", "sqlcipher3": "sqlcipher"}
+    distributions = packages_distributions()
+    for module in sorted(_imported_top_level_modules()):
+        names = {d.lower().replace("_", "-") for d in distributions.get(module, [])}
+        assert names, f"{module} is imported but no installed distribution provides it"
+        if module in optional:
+            assert names & extras[optional[module]], f"{module}: not in [{optional[module]}]"
+        else:
+            assert names & required, f"{module} ({names}) is imported but not a dependency"
+
+
+def test_the_package_says_it_is_typed() -> None:
+    config = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "py.typed" in config["package-data"]["pysync"]
+    assert (PROJECT_ROOT / "pysync" / "py.typed").is_file()
+
+
+def test_supabase_floor_has_what_the_code_uses() -> None:
+    """2.10 lacked supabase_auth, RequestConfig and the retry option."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    supabase = next(Requirement(r) for r in project["dependencies"] if r.startswith("supabase>"))
+    assert not supabase.specifier.contains("2.33.0") and supabase.specifier.contains("2.34.0")

@@ -13,7 +13,7 @@ from pysync.migrate import push
 from pysync.seed import PerfPlan, seed_perf
 from pysync.seed._plan import id_prefix
 from pysync.seed._rows import stamp, steps
-from pysync.seed.perf import BASELINE_ROWS, perf_id
+from pysync.seed.perf import BASELINE_ROWS, measure_baseline, perf_id
 from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, acting_as, connect
 
@@ -142,6 +142,21 @@ def test_the_report_compares_copy_with_row_by_row_inserts(pushed_url: str) -> No
     assert report.as_dict()["baseline"]["rows"] == baseline.rows
     # Measured on a temporary copy that is gone: the world keeps exactly its rows.
     assert enrollments == (PerfPlan(users=100).enrollments,) and temporary == (0,)
+
+
+def test_the_baseline_copies_completed_enrollments_whole(pushed_url: str) -> None:
+    """A completed enrollment carries its completed_at (a check ties the two): a sample that
+    holds one once broke the baseline after the world had been loaded."""
+    with connect(pushed_url) as conn:
+        seed_perf(conn, PerfPlan(users=100), baseline=False)
+        conn.execute(
+            "update public.enrollments set status = 'completed'"
+            " where id in (select id from public.enrollments order by id limit 3)"
+        )
+        conn.commit()
+        baseline = measure_baseline(conn, 50)
+    assert baseline.rows == 50
+    assert baseline.executemany_seconds > 0 and baseline.copy_seconds > 0
 
 
 def test_perf_world_respects_the_policies(pushed_url: str) -> None:

@@ -26,6 +26,7 @@ import psycopg
 from psycopg import IsolationLevel, sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from pysync.errors import first_line
 from pysync.gateway import _sql
 from pysync.gateway._common import (
     check_name,
@@ -124,7 +125,7 @@ def _translate(exc: psycopg.Error) -> GatewayError:
     if exc.sqlstate is None:
         if not isinstance(exc, psycopg.OperationalError):
             raise exc
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         return Unavailable(f"database unreachable: {first}", code="08000")
     diag = exc.diag
     return error_for(

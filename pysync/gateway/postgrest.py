@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Literal, overload
 
 import httpx
-from postgrest import SyncPostgrestClient
-from postgrest._sync.request_builder import SyncSelectRequestBuilder
+from postgrest import SyncPostgrestClient, SyncSelectRequestBuilder
 from postgrest.base_request_builder import BaseFilterRequestBuilder, RequestConfig
 from postgrest.types import CountMethod, ReturnMethod
 
@@ -223,12 +223,16 @@ class PostgrestGateway:
     def _apply(builder: BaseFilterRequestBuilder[httpx.Client], filters: Sequence[Filter]) -> None:
         for f in filters:
             if f.op in _GROUPS:
-                if f.op is Op.AND and not f.negate:
-                    PostgrestGateway._apply(builder, f.value)
+                # Only or_() is public in postgrest-py; De Morgan turns the other three
+                # forms into it or into plain (AND-ed) filters: not(A or B) is (not A) and
+                # (not B), not(A and B) is (not A) or (not B).
+                members: Sequence[Filter] = f.value
+                if f.negate:
+                    members = [replace(member, negate=not member.negate) for member in members]
+                if (f.op is Op.AND) != f.negate:
+                    PostgrestGateway._apply(builder, members)
                 else:
-                    key = f"not.{f.op.value}" if f.negate else f.op.value
-                    members = ",".join(_logic(member) for member in f.value)
-                    builder.request.params = builder.request.params.add(key, f"({members})")
+                    builder.or_(",".join(_logic(member) for member in members))
                 continue
             check_name("column", f.column)
             target = builder.not_ if f.negate else builder

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
+from pysync.dsn import split_password
 from pysync.errors import BackupError
 from pysync.localdb.cluster import PG_BIN
 
@@ -19,14 +19,9 @@ __all__ = ["connection_args", "run_tool"]
 
 
 def connection_args(url: str) -> tuple[str, dict[str, str]]:
-    """``url`` without its password, and the environment that carries the password."""
-    parts = urlsplit(url)
-    env = dict(os.environ)
-    if parts.password is None:
-        return url, env
-    env["PGPASSWORD"] = unquote(parts.password)
-    netloc = parts.netloc.replace(f":{parts.password}@", "@", 1)
-    return urlunsplit(parts._replace(netloc=netloc)), env
+    """``url`` without its password (userinfo or ``?password=``), and the environment that
+    carries the password."""
+    return split_password(url)
 
 
 def _first_error(output: str) -> str:

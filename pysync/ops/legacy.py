@@ -41,7 +41,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from pysync.errors import LegacyImportError
+from pysync.errors import LegacyImportError, first_line
 
 __all__ = [
     "MAPPERS",
@@ -909,7 +909,7 @@ def _write_batch(
                 with conn.transaction():
                     changed += write([(legacy_id, values)])
             except (psycopg.errors.IntegrityError, psycopg.errors.DataError) as exc:
-                first = str(exc).strip().splitlines()[0]
+                first = first_line(exc)
                 problems.append(
                     Problem(mapper.source, legacy_id, f"rejected by the target: {first}")
                 )
@@ -1025,7 +1025,7 @@ def import_legacy(
     try:
         source = psycopg.connect(source_url)
     except psycopg.OperationalError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise LegacyImportError(f"cannot reach the legacy database: {first}") from None
     with source, psycopg.connect(target_url, autocommit=True) as target:
         source.read_only = True

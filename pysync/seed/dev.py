@@ -28,11 +28,11 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import psycopg
-from faker import Faker
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from pysync.auth.users import create_user
+from pysync.errors import ConfigError
 
 __all__ = [
     "DEV_PASSWORD",
@@ -242,13 +242,23 @@ class DevReport:
 # -- generation ----------------------------------------------------------------------------
 
 
+def _faker() -> Any:
+    """A US-English Faker; faker is the ``seed`` extra's, so a library user who never seeds
+    a development world does not install it."""
+    try:
+        from faker import Faker
+    except ImportError:
+        raise ConfigError("the development seed needs faker: pip install 'pysync[seed]'") from None
+    return Faker("en_US")
+
+
 class _Builder:
     """Generates the world table by table; each step reads what the earlier ones made."""
 
     def __init__(self, plan: DevPlan) -> None:
         self.plan = plan
         self.base = plan.anchor()
-        self.fake = Faker("en_US")
+        self.fake = _faker()
         self.fake.seed_instance(plan.seed)
         self.rng = random.Random(plan.seed)
         self.world = DevWorld(plan=plan)

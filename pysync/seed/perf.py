@@ -201,6 +201,12 @@ def seed_perf(
     return report
 
 
+def _copy_text(value: object) -> str:
+    """One value in COPY's text format (``\\N`` for null; ids, statuses and timestamps
+    need no escaping)."""
+    return "\\N" if value is None else str(value)
+
+
 def measure_baseline(conn: psycopg.Connection[Any], rows: int) -> BaselineReport:
     """Insert the first ``rows`` enrollments of the loaded world into an empty copy of
     ``public.enrollments`` (same columns, defaults, checks and indexes), once with
@@ -211,12 +217,16 @@ def measure_baseline(conn: psycopg.Connection[Any], rows: int) -> BaselineReport
     """
     if rows < 1:
         raise ValueError("the baseline needs at least one row")
-    columns = ("id", "student_id", "course_id", "status")
+    # Every column a check constraint ties together must travel: completed_at follows status
+    # (enrollments_completed_at_check), so a completed enrollment copied without it fails.
+    columns = ("id", "student_id", "course_id", "status", "completed_at")
     sample = conn.execute(
-        "select id, student_id, course_id, status from public.enrollments order by id limit %s",
+        sql.SQL("select {} from public.enrollments order by id limit %s").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns))
+        ),
         (rows,),
     ).fetchall()
-    lines = [f"{r[0]}\t{r[1]}\t{r[2]}\t{r[3]}\n" for r in sample]
+    lines = ["\t".join(_copy_text(value) for value in r) + "\n" for r in sample]
     timings: list[float] = []
     for way in ("executemany", "copy"):
         with conn.transaction(force_rollback=True):
@@ -229,8 +239,10 @@ def measure_baseline(conn: psycopg.Connection[Any], rows: int) -> BaselineReport
             with conn.cursor() as cursor:
                 if way == "executemany":
                     cursor.executemany(
-                        "insert into perf_baseline (id, student_id, course_id, status)"
-                        " values (%s, %s, %s, %s)",
+                        sql.SQL("insert into perf_baseline ({}) values ({})").format(
+                            sql.SQL(", ").join(map(sql.Identifier, columns)),
+                            sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+                        ),
                         sample,
                     )
                 else:
