@@ -8,6 +8,9 @@ values that mypy checks strictly, and the library does not lean on a package it 
 transitively (pydantic comes with supabase-py, which local-only users do not otherwise need
 at import time).
 
+The row models themselves are generated from the catalog into :mod:`pysync.datasources.rows`
+(``pysync gen types --lang python``; a test fails when they drift from the schema) and
+re-exported here beside what is written by hand: pagination, aggregates and storage objects.
 Columns the model does not name (``sync_xid``, columns added by later migrations) are ignored,
 so an older client keeps working against a newer schema. Enum-like columns are ``Literal``
 types mirroring the tables' check constraints; a value outside them raises
@@ -27,6 +30,35 @@ from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 from uuid import UUID
 
+from pysync.datasources import rows
+from pysync.datasources.rows import (
+    Assignment,
+    ContentItem,
+    ContentItemContentType,
+    ContentItemKind,
+    Conversation,
+    Course,
+    CourseVisibility,
+    Device,
+    DevicePlatform,
+    Enrollment,
+    Message,
+    Notification,
+    NotificationPreference,
+    NotificationPreferenceCategory,
+    Participant,
+    Payment,
+    Profile,
+    ProfileRole,
+    Refund,
+    SessionFeedback,
+    Submission,
+    SupportQuery,
+    SupportQueryStatus,
+    SupportReply,
+    TutoringSession,
+    TutoringSessionStatus,
+)
 from pysync.errors import PysyncError
 
 __all__ = [
@@ -56,31 +88,23 @@ __all__ = [
     "parse",
 ]
 
-Role = Literal["student", "tutor", "admin"]
-CourseStatus = Literal["draft", "published", "archived"]
-Visibility = Literal["public", "internal"]
-ContentKind = Literal["module", "lesson"]
-ContentType = Literal["markdown", "video", "pdf", "link", "quiz"]
-EnrollmentStatus = Literal["active", "completed", "cancelled"]
-SessionStatus = Literal[
-    "requested", "confirmed", "in_progress", "completed", "cancelled", "no_show"
-]
-SubmissionStatus = Literal["draft", "submitted", "graded", "returned"]
-ConversationKind = Literal["direct", "course"]
-ParticipantRole = Literal["owner", "member"]
-NotificationType = Literal[
-    "new_message",
-    "session_confirmed",
-    "session_cancelled",
-    "submission_graded",
-    "enrollment_created",
-    "announcement",
-]
-Category = Literal["messages", "sessions", "grades", "marketing"]
-Platform = Literal["ios", "android", "web"]
-PaymentStatus = Literal["pending", "succeeded", "failed", "refunded"]
-RefundStatus = Literal["pending", "succeeded", "failed", "cancelled"]
-TicketStatus = Literal["open", "pending", "resolved"]
+# The enum-like column types under the names the data sources' signatures use.
+Role = ProfileRole
+CourseStatus = rows.CourseStatus
+Visibility = CourseVisibility
+ContentKind = ContentItemKind
+ContentType = ContentItemContentType
+EnrollmentStatus = rows.EnrollmentStatus
+SessionStatus = TutoringSessionStatus
+SubmissionStatus = rows.SubmissionStatus
+ConversationKind = rows.ConversationKind
+ParticipantRole = rows.ParticipantRole
+NotificationType = rows.NotificationType
+Category = NotificationPreferenceCategory
+Platform = DevicePlatform
+PaymentStatus = rows.PaymentStatus
+RefundStatus = rows.RefundStatus
+TicketStatus = SupportQueryStatus
 
 
 class ModelError(PysyncError):
@@ -182,134 +206,7 @@ class Page(Generic[T]):
         return len(self.items)
 
 
-# -- learning ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Profile:
-    id: UUID
-    display_name: str
-    avatar_url: str | None
-    timezone: str
-    locale: str
-    role: Role
-    onboarded: bool
-    deleted_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Course:
-    id: UUID
-    tutor_id: UUID
-    title: str
-    description: str
-    status: CourseStatus
-    published_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-    organization_id: UUID | None = None
-    visibility: Visibility = "public"
-
-
-@dataclass(frozen=True)
-class ContentItem:
-    """A module or lesson of a course; lessons may sit in a module (``parent_id``)."""
-
-    id: UUID
-    course_id: UUID
-    parent_id: UUID | None
-    kind: ContentKind
-    position: int
-    title: str
-    content_type: ContentType
-    body: str | None
-    storage_path: str | None
-    is_preview: bool
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Enrollment:
-    id: UUID
-    student_id: UUID
-    course_id: UUID
-    status: EnrollmentStatus
-    enrolled_at: datetime
-    completed_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Assignment:
-    id: UUID
-    course_id: UUID
-    title: str
-    instructions: str
-    rubric: Any
-    max_points: Decimal
-    due_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Submission:
-    id: UUID
-    assignment_id: UUID
-    student_id: UUID
-    status: SubmissionStatus
-    body: str
-    storage_path: str | None
-    submitted_at: datetime | None
-    grade: Decimal | None
-    feedback: str | None
-    graded_by: UUID | None
-    graded_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-# -- tutoring ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TutoringSession:
-    id: UUID
-    tutor_id: UUID
-    student_id: UUID
-    course_id: UUID | None
-    starts_at: datetime
-    ends_at: datetime
-    status: SessionStatus
-    meeting_url: str | None
-    notes: str
-    cancelled_by: UUID | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class SessionFeedback:
-    id: UUID
-    session_id: UUID
-    student_id: UUID
-    tutor_id: UUID
-    rating: int
-    comment: str
-    created_at: datetime
-    updated_at: datetime
-    version: int
+# -- aggregates --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -318,147 +215,6 @@ class TutorRating:
 
     average_rating: Decimal | None
     ratings: int
-
-
-# -- messaging -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Conversation:
-    id: UUID
-    kind: ConversationKind
-    course_id: UUID | None
-    title: str | None
-    created_by: UUID | None
-    last_message_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Participant:
-    id: UUID
-    conversation_id: UUID
-    user_id: UUID
-    role: ParticipantRole
-    joined_at: datetime
-    last_read_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Message:
-    id: UUID
-    conversation_id: UUID
-    sender_id: UUID
-    body: str
-    attachment_path: str | None
-    edited_at: datetime | None
-    deleted_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Notification:
-    id: UUID
-    recipient_id: UUID
-    type: NotificationType
-    category: Category
-    title: str
-    body: str
-    data: dict[str, Any]
-    read_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Device:
-    id: UUID
-    user_id: UUID
-    device_id: str
-    platform: Platform
-    push_token: str | None
-    app_version: str | None
-    last_active_at: datetime
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class NotificationPreference:
-    id: UUID
-    user_id: UUID
-    category: Category
-    enabled: bool
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-# -- payments and support ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Payment:
-    id: UUID
-    payer_id: UUID | None
-    payee_id: UUID | None
-    session_id: UUID | None
-    course_id: UUID | None
-    amount_minor: int
-    currency: str
-    status: PaymentStatus
-    provider: str
-    provider_intent_id: str
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class Refund:
-    id: UUID
-    payment_id: UUID
-    amount_minor: int
-    reason: str
-    status: RefundStatus
-    provider_refund_id: str
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class SupportQuery:
-    id: UUID
-    owner_id: UUID
-    subject: str
-    body: str
-    status: TicketStatus
-    assignee_id: UUID | None
-    resolved_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    version: int
-
-
-@dataclass(frozen=True)
-class SupportReply:
-    id: UUID
-    query_id: UUID
-    author_id: UUID
-    body: str
-    created_at: datetime
-    updated_at: datetime
-    version: int
 
 
 # -- storage -------------------------------------------------------------------------------
