@@ -2,7 +2,13 @@
 
 The public face for applications: :class:`Client` and its typed data sources, the models
 they return, the gateway they run on, and the errors they raise.
+
+The library logs through :mod:`logging` under the ``pysync`` logger (migrations applied,
+sync retries, …) and never prints; an application opts in with ``logging.basicConfig`` or
+its own handlers, as with any library.
 """
+
+import logging
 
 from pysync.client import Client
 from pysync.datasources import UNSET, LocalStorage, SupabaseStorage
@@ -47,6 +53,8 @@ from pysync.gateway import (
     Unauthorized,
     Unavailable,
 )
+
+logging.getLogger("pysync").addHandler(logging.NullHandler())
 
 __all__ = [
     "UNSET",

@@ -20,7 +20,7 @@ def sync_example() -> str:
 def test_the_sync_example_runs(
     app_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("DATABASE_URL", app_url)
+    monkeypatch.setenv("SUPABASE_DB_URL", app_url)
     exec(compile(sync_example(), "README.md", "exec"), {"__name__": "readme"})
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("['Algebra I'")

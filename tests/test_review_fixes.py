@@ -185,3 +185,23 @@ def test_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
 
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"pysync {version('pysync')}"
+
+
+# -- a library logger, not prints ---------------------------------------------------------
+
+
+def test_the_library_logs_under_pysync_and_is_silent_by_default(
+    fresh_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from pysync.migrate import push
+    from tests.helpers import connect, write_project
+
+    assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("pysync").handlers)
+    root = write_project(tmp_path, {"20260101000000_t.sql": "create table public.t (id int);\n"})
+    with caplog.at_level(logging.INFO, logger="pysync"), connect(fresh_url) as conn:
+        push(conn, root / "supabase" / "migrations", root / "policies")
+    applied = [r for r in caplog.records if r.name == "pysync.migrate.runner"]
+    assert [r.getMessage().rsplit("/", 1)[-1] for r in applied] == ["20260101000000_t.sql"]
+    assert applied[0].levelno == logging.INFO

@@ -8,6 +8,7 @@ blocks the push; ``dry_run`` runs everything inside an outer transaction and rol
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 Progress = Callable[[str], None]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -156,7 +159,12 @@ def push(
     longer match their files, and :class:`MigrationError` when a file fails (that file, and
     everything after it, is not applied; earlier files stay, unless ``dry_run``).
     """
-    say = progress or (lambda _message: None)
+
+    def say(message: str) -> None:
+        _log.info(message)
+        if progress is not None:
+            progress(message)
+
     policies = discover_policies(policies_dir)
     # Parse everything first: a syntax error anywhere stops the push before it starts.
     for file in [*discover_migrations(migrations_dir), *policies]:

@@ -11,11 +11,18 @@ errors that never reached the server.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_random_exponential,
+)
 
 from pysync.gateway import Gateway, GatewayError, Unauthorized
 from pysync.sync.errors import SyncError
@@ -35,6 +42,8 @@ from pysync.sync.wire import (
 )
 
 __all__ = ["Connector", "GatewaySource", "retryable"]
+
+_log = logging.getLogger(__name__)
 
 
 class GatewaySource(Protocol):
@@ -110,6 +119,7 @@ class Connector:
             wait=wait_random_exponential(multiplier=self._wait_initial, max=self._wait_max),
             retry=retry_if_exception(retryable),
             sleep=self._sleep,
+            before_sleep=before_sleep_log(_log, logging.WARNING),
             reraise=True,
         )
         for attempt in retrying:
