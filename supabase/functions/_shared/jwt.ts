@@ -105,7 +105,7 @@ export async function verifyJwt(alg: Algorithm, key: CryptoKey, token: string): 
   } catch {
     return false;
   }
-  return crypto.subtle.verify(
+  return await crypto.subtle.verify(
     SIGN_PARAMS[alg],
     key,
     signature,

@@ -16,6 +16,8 @@ export interface RequestContext {
   path?: string;
   /** `schema.function` of PostgREST's db-pre-request setting, e.g. `public.check_request`. */
   preRequest?: string;
+  /** PostgREST runs GETs and calls of stable functions in a read-only transaction. */
+  readOnly?: boolean;
 }
 
 export function connect(url: string): Sql {
@@ -29,6 +31,7 @@ export function asCaller<T>(
   work: (tx: Tx) => Promise<T>,
 ): Promise<T> {
   return sql.begin(async (tx) => {
+    if (context.readOnly) await tx`set transaction read only`;
     await tx`select
       set_config('search_path', 'public, extensions', true),
       set_config('role', ${context.role}, true),

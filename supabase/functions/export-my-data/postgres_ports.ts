@@ -22,11 +22,12 @@ async function callerContext(
   secret: string,
   now: () => Date,
   path: string,
+  extra: Partial<RequestContext> = {},
 ): Promise<RequestContext & { claims: Claims }> {
   const claims = await verifiedClaims(jwt, secret, Math.floor(now().getTime() / 1000));
   const role = API_ROLES.find((r) => r === claims.role);
   if (!role) throw new HttpError(401, `JWT role ${String(claims.role)} is not an API role`);
-  return { role, claims, path, preRequest: "public.check_request" };
+  return { role, claims, path, ...extra };
 }
 
 function isInsufficientPrivilege(error: unknown): boolean {
@@ -41,7 +42,11 @@ export class PostgresExportSource implements ExportSource {
   ) {}
 
   async exportAs(jwt: string): Promise<Record<string, unknown>> {
-    const context = await callerContext(jwt, this.jwtSecret, this.now, "/rpc/export_my_data");
+    // As PostgREST calls a stable function: read only, after the db-pre-request hook.
+    const context = await callerContext(jwt, this.jwtSecret, this.now, "/rpc/export_my_data", {
+      preRequest: "public.check_request",
+      readOnly: true,
+    });
     try {
       const rows = await asCaller(
         this.sql,
