@@ -18,15 +18,19 @@ export function required(env: Env, name: string): string {
 
 const NO_SESSION = { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false };
 
-export function serviceClient(env: Env = denoEnv): SupabaseClient {
+/** The HTTP port: `fetch` unless a test records the requests. */
+export type Fetch = typeof fetch;
+
+export function serviceClient(env: Env = denoEnv, fetch?: Fetch): SupabaseClient {
   return createClient(required(env, "SUPABASE_URL"), required(env, "SUPABASE_SERVICE_ROLE_KEY"), {
     auth: NO_SESSION,
+    global: fetch ? { fetch } : {},
   });
 }
 
-export function callerClient(jwt: string, env: Env = denoEnv): SupabaseClient {
+export function callerClient(jwt: string, env: Env = denoEnv, fetch?: Fetch): SupabaseClient {
   return createClient(required(env, "SUPABASE_URL"), required(env, "SUPABASE_ANON_KEY"), {
     auth: NO_SESSION,
-    global: { headers: { authorization: `Bearer ${jwt}` } },
+    global: { headers: { authorization: `Bearer ${jwt}` }, ...(fetch ? { fetch } : {}) },
   });
 }

@@ -44,3 +44,39 @@ export class FakeClock {
     this.current = new Date(this.current.getTime() + milliseconds);
   }
 }
+
+export interface Captured {
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * A fetch that records every request and answers with `answer(request)` (status 200 and `{}`
+ * when it returns nothing), for request-level tests of the supabase-js calls.
+ */
+export function recordingFetch(
+  answer: (call: Captured) => { status?: number; body?: unknown } | undefined = () => undefined,
+) {
+  const captured: Captured[] = [];
+  const fetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    const request = new Request(input, init);
+    const url = new URL(request.url);
+    const call: Captured = {
+      method: request.method,
+      path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
+      headers: Object.fromEntries(request.headers),
+      body: request.method === "GET" || request.method === "HEAD" ? "" : await request.text(),
+    };
+    captured.push(call);
+    const reply = answer(call) ?? {};
+    return new Response(JSON.stringify(reply.body ?? {}), {
+      status: reply.status ?? 200,
+      headers: { "content-type": "application/json" },
+    });
+  };
+  return { fetch, captured };
+}

@@ -3,7 +3,7 @@
 // signs with it too, so the object is owned by the user (public.delete_user() erases it).
 
 import { HttpError } from "../_shared/http.ts";
-import { callerClient, type Env } from "../_shared/supabase.ts";
+import { callerClient, type Env, type Fetch } from "../_shared/supabase.ts";
 import {
   EXPORTS_BUCKET,
   type ExportSource,
@@ -12,10 +12,12 @@ import {
 } from "./ports.ts";
 
 export class SupabaseExportSource implements ExportSource {
-  constructor(private readonly env: Env) {}
+  constructor(private readonly env: Env, private readonly fetch?: Fetch) {}
 
   async exportAs(jwt: string): Promise<Record<string, unknown>> {
-    const { data, error, status } = await callerClient(jwt, this.env).rpc("export_my_data");
+    const { data, error, status } = await callerClient(jwt, this.env, this.fetch).rpc(
+      "export_my_data",
+    );
     if (error) {
       // 401: PostgREST refused the token; 42501: it ran as anon (an API key, no user).
       if (status === 401 || error.code === "42501") {
@@ -28,7 +30,7 @@ export class SupabaseExportSource implements ExportSource {
 }
 
 export class SupabaseExportStorage implements ExportStorage {
-  constructor(private readonly env: Env) {}
+  constructor(private readonly env: Env, private readonly fetch?: Fetch) {}
 
   async store(
     jwt: string,
@@ -36,7 +38,7 @@ export class SupabaseExportStorage implements ExportStorage {
     bytes: Uint8Array,
     ttlSeconds: number,
   ): Promise<StoredExport> {
-    const bucket = callerClient(jwt, this.env).storage.from(EXPORTS_BUCKET);
+    const bucket = callerClient(jwt, this.env, this.fetch).storage.from(EXPORTS_BUCKET);
     const folder = path.split("/")[0];
     const earlier = await bucket.list(folder);
     if (earlier.error) throw new Error(`list exports: ${earlier.error.message}`);
