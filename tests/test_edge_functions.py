@@ -58,6 +58,22 @@ def test_functions_test_without_deno_says_how_to_install_it(
     )
 
 
+@needs_deno
+def test_functions_test_reports_json_and_a_failed_run_as_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(PROJECT_ROOT)
+    monkeypatch.delenv("SUPABASE_DB_URL", raising=False)
+    assert main(["functions", "test", "--no-db", "--json", "push-dispatch/handler_test.ts"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["ok"], report["exit_code"]) == (True, 0)
+    assert "push-dispatch refuses wrong methods" in report["output"]
+    assert main(["functions", "test", "--no-db", "no-such-function/"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: the Deno tests failed (deno exited with 1)"
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -148,3 +164,26 @@ def test_functions_serve_answers_each_function_on_loopback(
         with connect(app_url) as conn:
             conn.execute("delete from storage.objects where owner = %s", (user,))
             conn.execute("delete from auth.users where id = %s", (user,))
+
+
+def test_erasing_a_user_removes_their_stored_exports(app_conn: Any) -> None:
+    """A stored export is owned by its user (export-my-data uploads with the user's token), so
+    ``delete_user()`` removes it and lists it for deletion through the Storage API."""
+    user = str(uuid.uuid4())
+    app_conn.execute(
+        "insert into auth.users (id, aud, role, email) values"
+        " (%s, 'authenticated', 'authenticated', %s)",
+        (user, f"erase.{user[:8]}@example.com"),
+    )
+    name = f"{user}/export-2026-12-02.json"
+    app_conn.execute(
+        "insert into storage.objects (bucket_id, name, owner, owner_id)"
+        " values ('exports', %s, %s, %s)",
+        (name, user, user),
+    )
+    summary = app_conn.execute("select public.delete_user(%s)", (user,)).fetchone()[0]
+    assert {"bucket": "exports", "name": name} in summary["storage_objects"]
+    left = app_conn.execute(
+        "select count(*) from storage.objects where bucket_id = 'exports' and name = %s", (name,)
+    ).fetchone()
+    assert left == (0,)
