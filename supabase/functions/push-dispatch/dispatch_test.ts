@@ -111,6 +111,17 @@ Deno.test("the OAuth access token and the APNs provider token are reused, then r
   assertEquals([fake.count("oauth"), await apns.providerToken() === first], [2, false]);
 });
 
+Deno.test("a revoked FCM access token is replaced and the send retried", async () => {
+  const { fake, ports } = await world({
+    devices: [{ id: "d-android", platform: "android", push_token: "fcm-token-1" }],
+  });
+  const fcm = ports.providers.fcm as unknown as { accessToken(): Promise<string> };
+  fake.revoked.add(await fcm.accessToken());
+  const summary = await dispatch(NOTE, ports);
+  assertEquals([summary?.deliveries[0].status, summary?.deliveries[0].attempts], ["sent", 2]);
+  assertEquals(fake.count("oauth"), 2);
+});
+
 Deno.test("FCM UNREGISTERED and APNs 410 record the provider's reason and prune the token", async () => {
   const { fake, store, ports } = await world();
   fake.script = { "apns-token-1": ["invalid"], "fcm-token-1": ["invalid"] };

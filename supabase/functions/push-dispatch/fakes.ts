@@ -34,6 +34,9 @@ export class FakePush {
   calls: { service: "oauth" | "fcm" | "apns"; token?: string }[] = [];
   script: Record<string, Answer[]> = {};
   retryAfter = "7";
+  /** Access tokens FCM no longer accepts (revoked before they expired). */
+  revoked = new Set<string>();
+  #issued = 0;
 
   private constructor(
     readonly serviceAccount: ServiceAccount,
@@ -91,14 +94,20 @@ export class FakePush {
       claims.iss === this.serviceAccount.client_email && claims.aud === TOKEN_URL &&
       claims.scope === "https://www.googleapis.com/auth/firebase.messaging";
     if (!valid) return reply(400, { error: "invalid_grant" });
-    return reply(200, { access_token: ACCESS_TOKEN, expires_in: 3599, token_type: "Bearer" });
+    this.#issued++;
+    return reply(200, {
+      access_token: `${ACCESS_TOKEN}-${this.#issued}`,
+      expires_in: 3599,
+      token_type: "Bearer",
+    });
   }
 
   private async fcm(request: Request, url: URL): Promise<Response> {
     const body = await request.json();
     const token = body.message?.token as string;
     this.calls.push({ service: "fcm", token });
-    if (request.headers.get("authorization") !== `Bearer ${ACCESS_TOKEN}`) {
+    const bearer = (request.headers.get("authorization") ?? "").replace(/^Bearer /, "");
+    if (!bearer.startsWith(ACCESS_TOKEN) || this.revoked.has(bearer)) {
       return reply(401, { error: { code: 401, status: "UNAUTHENTICATED", message: "bad token" } });
     }
     if (url.pathname !== `/v1/projects/${this.serviceAccount.project_id}/messages:send`) {
