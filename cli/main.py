@@ -13,6 +13,7 @@ from pysync_cli.backup import backup_app
 from pysync_cli.bench import bench_app
 from pysync_cli.db import db_app
 from pysync_cli.errors import debug_enabled, report
+from pysync_cli.functions import functions_app
 from pysync_cli.gdpr import gdpr_app
 from pysync_cli.gen import gen_app
 from pysync_cli.health import health
@@ -65,6 +66,7 @@ app.add_typer(import_app, name="import")
 app.add_typer(gdpr_app, name="gdpr")
 app.add_typer(sync_app, name="sync")
 app.add_typer(gen_app, name="gen")
+app.add_typer(functions_app, name="functions")
 
 
 @app.command("up")

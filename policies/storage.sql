@@ -9,6 +9,9 @@
 --   chat-attachments/<conversation id>/...         participants only, admins included
 --                                                  (conversations are private): they read and
 --                                                  upload; the uploader replaces and deletes
+--   exports/<user id>/...                          the user's GDPR exports (export-my-data):
+--                                                  the user alone reads, writes and deletes
+--                                                  them (admins neither: a whole person's data)
 
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
@@ -40,7 +43,8 @@ values
         'audio/mpeg', 'audio/mp4', 'audio/aac', 'audio/ogg', 'audio/webm', 'video/mp4',
         'text/plain'
     ]
-)
+),
+('exports', 'exports', false, 104857600, array['application/json'])
 on conflict (id) do update set
     name = excluded.name,
     public = excluded.public,
@@ -74,7 +78,8 @@ using (
         bucket_id = 'chat-attachments'
         and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
     )
-    or ((select private.is_admin()) and bucket_id <> 'chat-attachments')
+    or (bucket_id = 'exports' and (storage.foldername(name))[1] = (select auth.uid())::text)
+    or ((select private.is_admin()) and bucket_id not in ('chat-attachments', 'exports'))
 );
 
 create policy "Users can upload where their role allows"
@@ -96,7 +101,8 @@ with check (
         bucket_id = 'chat-attachments'
         and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
     )
-    or ((select private.is_admin()) and bucket_id <> 'chat-attachments')
+    or (bucket_id = 'exports' and (storage.foldername(name))[1] = (select auth.uid())::text)
+    or ((select private.is_admin()) and bucket_id not in ('chat-attachments', 'exports'))
 );
 
 create policy "Users replace the files they may upload"
@@ -113,7 +119,7 @@ using (
         and coalesce(owner_id, owner::text) = (select auth.uid())::text
         and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
     )
-    or ((select private.is_admin()) and bucket_id <> 'chat-attachments')
+    or ((select private.is_admin()) and bucket_id not in ('chat-attachments', 'exports'))
 )
 with check (
     (bucket_id = 'avatars' and (storage.foldername(name))[1] = (select auth.uid())::text)
@@ -133,7 +139,7 @@ with check (
         and coalesce(owner_id, owner::text) = (select auth.uid())::text
         and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
     )
-    or ((select private.is_admin()) and bucket_id <> 'chat-attachments')
+    or ((select private.is_admin()) and bucket_id not in ('chat-attachments', 'exports'))
 );
 
 create policy "Users delete the files they may upload"
@@ -150,5 +156,6 @@ using (
         and coalesce(owner_id, owner::text) = (select auth.uid())::text
         and (storage.foldername(name))[1] in (select c::text from private.my_conversation_ids() as c)
     )
-    or ((select private.is_admin()) and bucket_id <> 'chat-attachments')
+    or (bucket_id = 'exports' and (storage.foldername(name))[1] = (select auth.uid())::text)
+    or ((select private.is_admin()) and bucket_id not in ('chat-attachments', 'exports'))
 );

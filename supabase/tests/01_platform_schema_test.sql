@@ -207,7 +207,7 @@ select policies_are('storage', 'objects', array[
     'Users delete the files they may upload',
     'Users replace the files they may upload'
 ]);
-select results_eq('select id from storage.buckets order by id', array['avatars', 'chat-attachments', 'course-materials', 'submissions'], 'the platform buckets exist');
+select results_eq('select id from storage.buckets order by id', array['avatars', 'chat-attachments', 'course-materials', 'exports', 'submissions'], 'the platform buckets exist');
 
 select * from finish();
 rollback;

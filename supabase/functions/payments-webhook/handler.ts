@@ -6,6 +6,7 @@
 // gets a 2xx) never duplicate a row.
 
 import type { SupabaseClient } from "npm:@supabase/supabase-js@2";
+import { json, requireMethod, serveJson } from "../_shared/http.ts";
 import { SignatureError, verifySignature } from "./stripe_signature.ts";
 
 export interface HandlerOptions {
@@ -23,12 +24,6 @@ interface StripeEvent {
   type: string;
   data: { object: StripeObject };
 }
-
-const json = (status: number, body: unknown) =>
-  new Response(JSON.stringify(body), {
-    status,
-    headers: { "content-type": "application/json" },
-  });
 
 class RecordError extends Error {}
 
@@ -106,8 +101,8 @@ async function recordDispute(db: SupabaseClient, dispute: StripeObject) {
 
 export function makeHandler(options: HandlerOptions): (request: Request) => Promise<Response> {
   const now = options.now ?? (() => Math.floor(Date.now() / 1000));
-  return async (request: Request): Promise<Response> => {
-    if (request.method !== "POST") return json(405, { error: "POST only" });
+  return serveJson(async (request: Request): Promise<Response> => {
+    requireMethod(request, "POST");
     const body = await request.text();
     try {
       await verifySignature(
@@ -157,5 +152,5 @@ export function makeHandler(options: HandlerOptions): (request: Request) => Prom
       throw error;
     }
     return json(200, { received: true, type: event.type });
-  };
+  });
 }

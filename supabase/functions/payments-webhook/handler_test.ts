@@ -243,3 +243,40 @@ Deno.test({
     await response.body?.cancel();
   },
 });
+
+Deno.test("wrong methods, unsigned JSON and failures inside get JSON errors, no traces", async () => {
+  const { supabase, captured } = recordingClient();
+  const handler = makeHandler({ supabase, webhookSecret: SECRET, now: () => NOW });
+  const get = await handler(new Request("http://functions.local/payments-webhook"));
+  assertEquals([get.status, await get.json()], [405, { error: "POST only" }]);
+  const body = "{not json";
+  const signed = new Request("http://functions.local/payments-webhook", {
+    method: "POST",
+    headers: { "stripe-signature": `t=${NOW},v1=${await sign(SECRET, NOW, body)}` },
+    body,
+  });
+  const malformed = await handler(signed);
+  assertEquals([malformed.status, await malformed.json()], [400, { error: "body is not JSON" }]);
+  assertEquals(captured, []);
+
+  const broken = makeHandler({
+    // A bug inside (here: the client itself throws) must not leak its message or stack.
+    supabase: {
+      from() {
+        throw new Error("secret detail at handler.ts:42");
+      },
+    } as unknown as ReturnType<typeof createClient>,
+    webhookSecret: SECRET,
+    now: () => NOW,
+  });
+  const original = console.error;
+  console.error = () => {};
+  try {
+    const failed = await broken(
+      await signedRequest({ id: "e", type: "payment_intent.succeeded", data: { object: intent } }),
+    );
+    assertEquals([failed.status, await failed.json()], [500, { error: "internal error" }]);
+  } finally {
+    console.error = original;
+  }
+});

@@ -3,18 +3,12 @@
 // instead of sending a Supabase JWT). Needs STRIPE_WEBHOOK_SECRET as a function secret;
 // SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY are provided by the platform.
 
-import { createClient } from "npm:@supabase/supabase-js@2";
+import { denoEnv, required, serviceClient } from "../_shared/supabase.ts";
 import { makeHandler } from "./handler.ts";
 
-function required(name: string): string {
-  const value = Deno.env.get(name);
-  if (!value) throw new Error(`${name} is not set`);
-  return value;
-}
-
 if (import.meta.main) {
-  const supabase = createClient(required("SUPABASE_URL"), required("SUPABASE_SERVICE_ROLE_KEY"), {
-    auth: { persistSession: false, autoRefreshToken: false },
-  });
-  Deno.serve(makeHandler({ supabase, webhookSecret: required("STRIPE_WEBHOOK_SECRET") }));
+  Deno.serve(makeHandler({
+    supabase: serviceClient(),
+    webhookSecret: required(denoEnv, "STRIPE_WEBHOOK_SECRET"),
+  }));
 }
