@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,6 +28,7 @@ from pysync.localdb import LocalDatabase
 from pysync.localdb.cluster import PG_BIN
 from pysync.localdb.cron import cron_scheduler_running, library_path
 from pysync.migrate import push
+from pysync.ops.backup import create_backup, restore_backup
 from tests.helpers import PROJECT_ROOT, connect, make_tempdir, remove_tree
 
 Conn = psycopg.Connection[Any]
@@ -311,6 +313,21 @@ def test_a_failed_run_is_reported(cron: CronCluster) -> None:
         "warn",
         "last run failed: pysync-sync-prune: ERROR: boom",
     )
+
+
+def test_a_backup_of_pg_crons_database_restores_elsewhere(
+    cron: CronCluster, tmp_path: Path
+) -> None:
+    created = create_backup(cron.url, tmp_path / "main.dump")
+    assert "pg_cron" not in {name for name, _ in created.manifest.extensions}
+    target = cron.db.create_database("restored")
+    try:
+        restored = restore_backup(target, created.path)
+        assert restored.ok
+        with connect(target) as conn:
+            assert not _exists(conn, "select from pg_extension where extname = 'pg_cron'")
+    finally:
+        cron.db.drop_database("restored")
 
 
 def test_reset_keeps_the_scheduler_running(cron: CronCluster) -> None:
