@@ -15,11 +15,13 @@ import psycopg
 
 __all__ = [
     "PRE_REQUEST_HOOK",
+    "PUSH_FUNCTION",
     "REALTIME_TABLES",
     "SCHEDULED_JOBS",
     "Finding",
     "missing_realtime_tables",
     "pre_request_check",
+    "push_webhook_check",
     "schedules_check",
 ]
 
@@ -38,6 +40,8 @@ class Finding(NamedTuple):
 PRE_REQUEST_HOOK = "public.check_request"
 #: The pg_cron jobs ``private.schedule_jobs()`` (the schedules migration) creates.
 SCHEDULED_JOBS = ("pysync-maintain-partitions", "pysync-sync-prune")
+#: The edge function a database webhook calls for each new notification.
+PUSH_FUNCTION = "push-dispatch"
 #: Tables clients watch with postgres_changes (``policies/realtime.sql`` adds them).
 REALTIME_TABLES = (
     "public.conversation_participants",
@@ -181,3 +185,54 @@ def missing_realtime_tables(conn: Conn, published: list[str]) -> list[str]:
         and (found := conn.execute("select to_regclass(%s) is not null", (table,)).fetchone())
         and found[0]
     ]
+
+
+#: pg_trigger.tgtype bit for INSERT.
+_ON_INSERT = 4
+
+
+def push_webhook_check(conn: Conn) -> Finding:
+    """Does a database webhook (Supabase's ``supabase_functions.http_request`` trigger) call
+    push dispatch for every new notification, with a bearer token? Its arguments hold the
+    service role key, so they are read here but never reported."""
+    row = conn.execute("select to_regclass('public.notifications') is not null").fetchone()
+    if not row or not row[0]:
+        return Finding("ok", "no public.notifications table yet (migrations pending)")
+    webhooks = conn.execute(
+        "select t.tgname, t.tgargs from pg_catalog.pg_trigger as t"
+        " join pg_catalog.pg_proc as p on p.oid = t.tgfoid"
+        " join pg_catalog.pg_namespace as n on n.oid = p.pronamespace"
+        " where t.tgrelid = 'public.notifications'::regclass and not t.tgisinternal"
+        "  and t.tgenabled <> 'D' and t.tgtype & %s <> 0"
+        "  and n.nspname = 'supabase_functions' and p.proname = 'http_request'",
+        (_ON_INSERT,),
+    ).fetchall()
+    calling = {
+        str(name): [arg.decode(errors="replace") for arg in bytes(args).split(b"\0")]
+        for name, args in webhooks
+        if f"/functions/v1/{PUSH_FUNCTION}".encode() in bytes(args)
+    }
+    if not calling:
+        return Finding(
+            "warn",
+            f"no database webhook calls {PUSH_FUNCTION} on insert into public.notifications:"
+            " devices get no push notifications; create it (docs/deploy.md, Database webhook)",
+        )
+    authorized = sorted(
+        name
+        for name, args in calling.items()
+        if len(args) > 2 and "bearer " in args[2].lower() and "authorization" in args[2].lower()
+    )
+    if not authorized:
+        return Finding(
+            "warn",
+            f"webhook {', '.join(sorted(calling))} calls {PUSH_FUNCTION} without an"
+            " Authorization: Bearer header; the function answers 401: recreate it with the"
+            " service role key",
+            {"webhooks": sorted(calling)},
+        )
+    return Finding(
+        "ok",
+        f"webhook {', '.join(authorized)} calls {PUSH_FUNCTION} for each new notification",
+        {"webhooks": authorized},
+    )

@@ -332,5 +332,9 @@ def check_health(
         checks += _guarded(
             "schedules", lambda: [_deployment("schedules", deployment.schedules_check(conn))]
         )
+        checks += _guarded(
+            "push_webhook",
+            lambda: [_deployment("push_webhook", deployment.push_webhook_check(conn))],
+        )
         checks += _guarded("database_size", lambda: [_size(conn)])
     return HealthReport(checks)

@@ -61,7 +61,7 @@ def add_month(conn: Conn, offset: int) -> str:
 
 #: Deployment steps outside the migrations (docs/deploy.md); test_schedules.py has a database
 #: with all of them done.
-DEPLOY_STEPS = {"pre_request_hook", "schedules"}
+DEPLOY_STEPS = {"pre_request_hook", "schedules", "push_webhook"}
 
 
 def test_the_shipped_schema_is_healthy(app_url: str) -> None:
@@ -86,7 +86,7 @@ def test_the_shipped_schema_is_healthy(app_url: str) -> None:
     assert checks["database_size"].data["bytes"] > 1_000_000
 
 
-def test_migrations_alone_leave_the_hook_and_schedules_to_do(app_url: str) -> None:
+def test_migrations_alone_leave_the_hook_schedules_and_webhook_to_do(app_url: str) -> None:
     checks = by_name(health(app_url))
     assert checks["pre_request_hook"].status == "warn"
     assert checks["pre_request_hook"].detail.startswith(
@@ -102,6 +102,8 @@ def test_migrations_alone_leave_the_hook_and_schedules_to_do(app_url: str) -> No
         assert checks["schedules"].detail.endswith("run: select private.schedule_jobs();")
     else:
         assert checks["schedules"].detail.startswith("pg_cron not installed on this server")
+    assert checks["push_webhook"].status == "warn"
+    assert checks["push_webhook"].detail.startswith("no database webhook calls push-dispatch")
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -259,13 +259,49 @@ def hook_set(cron: CronCluster) -> Iterator[None]:
         admin.execute("alter role authenticator in database postgres reset pgrst.db_pre_request")
 
 
-def test_a_complete_deployment_is_healthy(cron: CronCluster, hook_set: None) -> None:
+#: The webhook as docs/deploy.md creates it in SQL (the dashboard writes the same trigger).
+WEBHOOK = """
+create trigger push_dispatch after insert on public.notifications
+for each row execute function supabase_functions.http_request(
+    'https://abcdefghijklmnop.supabase.co/functions/v1/push-dispatch', 'POST',
+    '{{"Content-Type": "application/json", "Authorization": "{authorization}"}}', '{{}}', '5000'
+)
+"""
+
+
+@pytest.fixture
+def webhook(cron: CronCluster) -> Iterator[Callable[[str], None]]:
+    """Creates the push-dispatch webhook with a given Authorization header. Supabase's
+    ``supabase_functions.http_request`` (pg_net behind it) is not part of the local
+    database: a trigger function of that name that does nothing stands in for it, because
+    the check reads only the catalog."""
+    with connect(cron.url) as conn:
+        conn.execute("create schema supabase_functions")
+        conn.execute(
+            "create function supabase_functions.http_request() returns trigger"
+            " language plpgsql as $$ begin return new; end $$"
+        )
+
+        def create(authorization: str) -> None:
+            conn.execute("drop trigger if exists push_dispatch on public.notifications")
+            conn.execute(WEBHOOK.format(authorization=authorization))
+
+        yield create
+        conn.execute("drop schema supabase_functions cascade")
+
+
+def test_a_complete_deployment_is_healthy(
+    cron: CronCluster, hook_set: None, webhook: Callable[[str], None]
+) -> None:
+    webhook("Bearer service-role-key")
     report = health(cron.url)
     statuses = {c.name: c.status for c in report.checks}
     assert set(statuses.values()) == {"ok"}, report.as_dict()
     checks = {c.name: c for c in report.checks}
     assert checks["pre_request_hook"].detail == f"PostgREST runs {PRE_REQUEST_HOOK}() first"
     assert checks["schedules"].data == {"jobs": sorted(SCHEDULED_JOBS)}
+    assert checks["push_webhook"].data == {"webhooks": ["push_dispatch"]}
+    assert "service-role-key" not in str(report.as_dict())
     assert checks["rls_audit"].data["errors"] == 0  # the cron schema is not exposed
 
 
@@ -290,6 +326,22 @@ def test_a_half_deployed_project_says_what_is_missing(cron: CronCluster) -> None
     )
     assert checks["realtime_publication"].status == "warn"
     assert checks["realtime_publication"].data["missing"] == ["public.messages"]
+    assert (checks["push_webhook"].status, checks["push_webhook"].detail) == (
+        "warn",
+        "no database webhook calls push-dispatch on insert into public.notifications: devices"
+        " get no push notifications; create it (docs/deploy.md, Database webhook)",
+    )
+
+
+def test_a_webhook_without_the_service_key_is_reported(
+    cron: CronCluster, webhook: Callable[[str], None]
+) -> None:
+    webhook("")
+    check = next(c for c in health(cron.url).checks if c.name == "push_webhook")
+    assert check.status == "warn"
+    assert check.detail.startswith(
+        "webhook push_dispatch calls push-dispatch without an Authorization: Bearer header"
+    )
 
 
 def test_a_failed_run_is_reported(cron: CronCluster) -> None:
