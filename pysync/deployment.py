@@ -158,8 +158,7 @@ def schedules_check(conn: Conn) -> Finding:
     if inactive:
         return Finding(
             "warn",
-            f"inactive: {', '.join(inactive)}; run select private.schedule_jobs(); or"
-            " cron.alter_job(..., active := true)",
+            f"inactive: {', '.join(inactive)}; as postgres, run: select private.schedule_jobs();",
             {"inactive": inactive},
         )
     failed = {

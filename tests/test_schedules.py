@@ -344,6 +344,20 @@ def test_a_webhook_without_the_service_key_is_reported(
     )
 
 
+def test_a_paused_job_is_reported_and_resumed_by_scheduling_again(cron: CronCluster) -> None:
+    with connect(cron.url) as conn:
+        conn.execute("update cron.job set active = false where jobname = 'pysync-sync-prune'")
+        try:
+            check = next(c for c in health(cron.url).checks if c.name == "schedules")
+        finally:
+            conn.execute("select private.schedule_jobs()")
+        assert jobs(conn)["pysync-sync-prune"][-1] is True
+    assert (check.status, check.detail) == (
+        "warn",
+        "inactive: pysync-sync-prune; as postgres, run: select private.schedule_jobs();",
+    )
+
+
 def test_a_failed_run_is_reported(cron: CronCluster) -> None:
     with cron.db.admin_connect("postgres") as conn:
         row = conn.execute(

@@ -9,7 +9,8 @@
 -- server without it, or a database that is not pg_cron's, schedules nothing and says why:
 -- the migration still applies. Enabling pg_cron later, run `select private.schedule_jobs();`
 -- as postgres. cron.schedule(name, ...) replaces a job of the same name, so that is
--- re-runnable. Jobs run as the role that scheduled them (postgres, owner of both functions).
+-- re-runnable (and it resumes paused jobs). Jobs run as the role that scheduled them
+-- (postgres, owner of both functions).
 
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
@@ -45,6 +46,11 @@ begin
         'pysync-maintain-partitions', '15 3 * * *', 'select public.maintain_partitions()'
     );
     perform cron.schedule('pysync-sync-prune', '45 3 * * *', 'select public.sync_prune()');
+    -- cron.schedule leaves a paused job paused: this function is the one fix for them all.
+    update cron.job set active = true
+    where jobname in ('pysync-maintain-partitions', 'pysync-sync-prune')
+        and username = current_user
+        and not active;
     return 'scheduled pysync-maintain-partitions and pysync-sync-prune';
 end
 $$;
