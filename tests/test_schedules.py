@@ -264,7 +264,7 @@ WEBHOOK = """
 create trigger push_dispatch after insert on public.notifications
 for each row execute function supabase_functions.http_request(
     'https://abcdefghijklmnop.supabase.co/functions/v1/push-dispatch', 'POST',
-    '{{"Content-Type": "application/json", "Authorization": "{authorization}"}}', '{{}}', '5000'
+    '{{"Content-Type": "application/json", "Authorization": "{authorization}"}}', '{{}}', '10000'
 )
 """
 
