@@ -2,7 +2,7 @@
 #   make demo  — set up, start the embedded database, push migrations and policies, seed
 #                (supabase/seed.sql, then the development world), print who to log in as,
 #                then tell the offline-sync story (`pysync sync demo`)
-#   make test  — the same set-up plus pgTAP, pgbouncer and Deno, then every check and test
+#   make test  — the same set-up plus pgTAP, pgbouncer, pg_cron and Deno, then every check and test
 .PHONY: demo test bootstrap lint clean
 
 VENV := .venv
@@ -14,7 +14,7 @@ demo: bootstrap
 	$(BIN)/pysync sync demo
 
 test:
-	./scripts/bootstrap.sh --pgtap --pgbouncer --deno
+	./scripts/bootstrap.sh --pgtap --pgbouncer --cron --deno
 	$(BIN)/ruff check pysync cli tests scripts
 	$(BIN)/ruff format --check pysync cli tests scripts
 	$(BIN)/mypy

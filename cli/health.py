@@ -38,8 +38,10 @@ def health(db_url: DbUrl = None, as_json: Json = False, ahead: Ahead = 1) -> Non
     """Check that the database is fit to serve.
 
     Connectivity, server version, migration drift and pending migrations, the RLS audit,
-    partition coverage, the Realtime publication and the database size. Exits 1 when a check
-    fails (warnings do not).
+    partition coverage, the Realtime publication, the db-pre-request hook, the pg_cron
+    schedules, the push-dispatch webhook and the database size: a half-deployed project
+    says which step of docs/deploy.md is missing. Exits 1 when a check fails (warnings do
+    not).
     """
     project = context.project(db_url)
     report = check_health(

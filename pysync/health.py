@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from pysync import deployment
 from pysync.errors import LocalDatabaseError, PysyncError, first_line
 from pysync.migrate import inspect
 from pysync.rls.audit import MANAGED_SCHEMAS, audit_project
@@ -258,8 +259,21 @@ def _publication(conn: Conn) -> Check:
             " where pubname = 'supabase_realtime' order by 1"
         )
     ]
+    missing = deployment.missing_realtime_tables(conn, tables)
+    if missing:
+        return Check(
+            "realtime_publication",
+            "warn",
+            f"supabase_realtime lacks {', '.join(missing)}: clients watching them hear nothing;"
+            " push the policies (pysync db push)",
+            {"tables": tables, "missing": missing},
+        )
     shown = ", ".join(tables) if tables else "no tables (postgres_changes unused)"
     return Check("realtime_publication", "ok", f"supabase_realtime: {shown}", {"tables": tables})
+
+
+def _deployment(name: str, finding: deployment.Finding) -> Check:
+    return Check(name, finding.status, finding.detail, finding.data or {})
 
 
 def _size(conn: Conn) -> Check:
@@ -311,5 +325,16 @@ def check_health(
         checks += _guarded("rls_audit", lambda: [_rls_audit(conn, policies_dir)])
         checks += _guarded("partitions", lambda: partition_checks(conn, ahead))
         checks += _guarded("realtime_publication", lambda: [_publication(conn)])
+        checks += _guarded(
+            "pre_request_hook",
+            lambda: [_deployment("pre_request_hook", deployment.pre_request_check(conn))],
+        )
+        checks += _guarded(
+            "schedules", lambda: [_deployment("schedules", deployment.schedules_check(conn))]
+        )
+        checks += _guarded(
+            "push_webhook",
+            lambda: [_deployment("push_webhook", deployment.push_webhook_check(conn))],
+        )
         checks += _guarded("database_size", lambda: [_size(conn)])
     return HealthReport(checks)

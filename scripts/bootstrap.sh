@@ -2,8 +2,9 @@
 # Idempotent set-up shared by `make demo` and `make test`: a project virtualenv with the
 # project installed (re-installed only when pyproject.toml changes); with --pgtap, pgTAP and
 # pg_prove from Debian's packages; with --pgbouncer, Debian's pgbouncer (the transaction-mode
-# pooler the sync and gateway tests run through); with --deno, Deno from the npm registry
-# into .tools/.
+# pooler the sync and gateway tests run through); with --cron, Debian's pg_cron (scheduled
+# jobs, preloaded by the embedded cluster when present); with --deno, Deno from the npm
+# registry into .tools/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,11 +41,13 @@ fi
 
 want_pgtap=no
 want_pgbouncer=no
+want_cron=no
 want_deno=no
 for flag in "$@"; do
     case "$flag" in
         --pgtap) want_pgtap=yes ;;
         --pgbouncer) want_pgbouncer=yes ;;
+        --cron) want_cron=yes ;;
         --deno) want_deno=yes ;;
         *) echo "bootstrap: unknown option $flag" >&2; exit 2 ;;
     esac
@@ -61,6 +64,9 @@ fi
 # pgbouncer: the tests start their own (pysync/localdb/pooler.py) in front of their cluster.
 if [ "$want_pgbouncer" = yes ] && [ ! -x /usr/sbin/pgbouncer ] && ! command -v pgbouncer >/dev/null; then
     apt_packages+=(pgbouncer)
+fi
+if [ "$want_cron" = yes ] && [ ! -f /usr/lib/postgresql/15/lib/pg_cron.so ]; then
+    apt_packages+=(postgresql-15-cron)
 fi
 if [ "${#apt_packages[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

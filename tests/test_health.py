@@ -4,6 +4,7 @@ partitions, a missing publication and an unreachable server each show up."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from psycopg import sql
 
 from pysync.health import Check, HealthReport, check_health, partition_checks
+from pysync.localdb import LocalDatabase
 from pysync.migrate import push
 from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect, write_project
@@ -57,11 +59,17 @@ def add_month(conn: Conn, offset: int) -> str:
     return f"public.{name}"
 
 
+#: Deployment steps outside the migrations (docs/deploy.md); test_schedules.py has a database
+#: with all of them done.
+DEPLOY_STEPS = {"pre_request_hook", "schedules", "push_webhook"}
+
+
 def test_the_shipped_schema_is_healthy(app_url: str) -> None:
     report = health(app_url)
     checks = by_name(report)
     assert report.ok
-    assert {c.status for c in report.checks} == {"ok"}, report.as_dict()
+    migrated = [c for c in report.checks if c.name not in DEPLOY_STEPS]
+    assert {c.status for c in migrated} == {"ok"}, report.as_dict()
     assert set(checks) >= {
         "connectivity",
         "server_version",
@@ -76,6 +84,77 @@ def test_the_shipped_schema_is_healthy(app_url: str) -> None:
     audit = checks["rls_audit"].data
     assert (audit["errors"], audit["warnings"]) == (0, 0)  # accepted findings show as info
     assert checks["database_size"].data["bytes"] > 1_000_000
+
+
+def test_migrations_alone_leave_the_hook_schedules_and_webhook_to_do(app_url: str) -> None:
+    checks = by_name(health(app_url))
+    assert checks["pre_request_hook"].status == "warn"
+    assert checks["pre_request_hook"].detail.startswith(
+        "not set: public.check_request() never runs, so API writes are not rate limited;"
+    )
+    with connect(app_url) as conn:
+        available = conn.execute(
+            "select exists (select from pg_available_extensions where name = 'pg_cron')"
+        ).fetchone()
+    assert checks["schedules"].status == "warn"
+    if available == (True,):  # pg_cron belongs to the cluster's main database, not this one
+        assert checks["schedules"].detail.startswith("pg_cron is not enabled in this database")
+        assert checks["schedules"].detail.endswith("run: select private.schedule_jobs();")
+    else:
+        assert checks["schedules"].detail.startswith("pg_cron not installed on this server")
+    assert checks["push_webhook"].status == "warn"
+    assert checks["push_webhook"].detail.startswith("no database webhook calls push-dispatch")
+
+
+@pytest.fixture
+def hook(local_db: LocalDatabase) -> Iterator[Callable[[str, str], None]]:
+    """Sets authenticator's pgrst.db_pre_request for one database, as the deploy guide does
+    for the project (locally only a superuser may set a pgrst.* role setting)."""
+    touched: list[str] = []
+
+    def set_hook(url: str, function: str) -> None:
+        dbname = url.rsplit("/", 1)[1]
+        touched.append(dbname)
+        with local_db.admin_connect() as admin:
+            admin.execute(
+                sql.SQL(
+                    "alter role authenticator in database {} set pgrst.db_pre_request = {}"
+                ).format(sql.Identifier(dbname), sql.Literal(function))
+            )
+
+    yield set_hook
+    with local_db.admin_connect() as admin:
+        for dbname in touched:
+            admin.execute(
+                sql.SQL(
+                    "alter role authenticator in database {} reset pgrst.db_pre_request"
+                ).format(sql.Identifier(dbname))
+            )
+
+
+def test_the_pre_request_hook_set_missing_or_wrong(
+    app_url: str, fresh_url: str, hook: Callable[[str, str], None]
+) -> None:
+    hook(app_url, "public.check_request")
+    check = by_name(health(app_url))["pre_request_hook"]
+    assert (check.status, check.data) == ("ok", {"hook": "public.check_request"})
+
+    hook(app_url, "public.maintain_partitions")
+    check = by_name(health(app_url))["pre_request_hook"]
+    assert check.status == "warn"
+    assert check.detail.startswith(
+        "set to public.maintain_partitions, not the schema's public.check_request"
+    )
+
+    # A database without the migrations: no hook is fine, a hook PostgREST cannot call is not.
+    assert by_name(health(fresh_url))["pre_request_hook"].status == "ok"
+    hook(fresh_url, "public.check_request")
+    report = health(fresh_url)
+    check = by_name(report)["pre_request_hook"]
+    assert (check.status, report.ok) == ("fail", False)
+    assert check.detail.startswith(
+        "set to public.check_request, which does not exist: PostgREST fails every request"
+    )
 
 
 def test_drift_fails_and_pending_migrations_warn(tmp_path: Path, fresh_url: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pysync.errors import LocalDatabaseError
+from pysync.localdb.cron import cron_settings
 
 __all__ = ["PG_BIN", "ClusterStatus", "LocalCluster"]
 
@@ -34,6 +35,8 @@ SUPERUSER = "supabase_admin"
 LOCAL_PASSWORD = "postgres"
 #: The port ``supabase start`` uses for its database; taken when free.
 PREFERRED_PORT = 54322
+#: pg_cron's database, as on a Supabase project (the main database).
+CRON_DATABASE = "postgres"
 
 _SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
@@ -118,7 +121,8 @@ class LocalCluster:
 
     ``fast=True`` turns off fsync for throw-away test clusters. ``preferred_port`` is tried
     first on the first start; later starts reuse the last port when it is still free.
-    ``settings`` are extra server settings (a hot standby's, for example).
+    ``settings`` are extra server settings (a hot standby's, for example). ``cron=False``
+    leaves pg_cron out even when the server has it (as a server without it would run).
     """
 
     def __init__(
@@ -128,8 +132,10 @@ class LocalCluster:
         fast: bool = False,
         preferred_port: int | None = None,
         settings: Mapping[str, str] | None = None,
+        cron: bool = True,
     ) -> None:
         self.fast = fast
+        self.cron = cron
         self.settings = dict(settings or {})
         self.preferred_port = preferred_port
         self._as_root = os.geteuid() == 0
@@ -261,6 +267,8 @@ class LocalCluster:
 
     def _write_settings(self, port: int) -> None:
         settings = {**_SERVER_SETTINGS, "port": str(port)}
+        if self.cron:
+            settings.update(cron_settings(PG_BIN, CRON_DATABASE))
         if self.fast:
             settings.update(_FAST_SETTINGS)
         settings.update(self.settings)

@@ -24,6 +24,7 @@ from pysync.localdb.cluster import (
     ClusterStatus,
     LocalCluster,
 )
+from pysync.localdb.cron import cron_scheduler_running, enable_cron
 
 __all__ = ["MAIN_DATABASE", "TEMPLATE_DATABASE", "LocalDatabase"]
 
@@ -41,8 +42,9 @@ class LocalDatabase:
         jwt_secret: str,
         fast: bool = False,
         preferred_port: int | None = PREFERRED_PORT,
+        cron: bool = True,
     ) -> None:
-        self.cluster = LocalCluster(base_dir, fast=fast, preferred_port=preferred_port)
+        self.cluster = LocalCluster(base_dir, fast=fast, preferred_port=preferred_port, cron=cron)
         self.jwt_secret = jwt_secret
 
     @classmethod
@@ -90,6 +92,7 @@ class LocalDatabase:
             emulation.apply_database_emulation(conn)
             emulation.install_optional_extensions(conn)
             conn.execute("select pysync_local.create_realtime_partitions()")
+            enable_cron(conn)
         if fresh:
             with self.admin_connect() as conn:
                 emulation.configure_database(conn, MAIN_DATABASE, self.jwt_secret)
@@ -143,6 +146,7 @@ class LocalDatabase:
             emulation.configure_database(conn, name, self.jwt_secret)
         with self.admin_connect(name) as conn:
             conn.execute("select pysync_local.create_realtime_partitions()")
+            enable_cron(conn)
         return self.url(name)
 
     def drop_database(self, name: str) -> None:
@@ -158,4 +162,12 @@ class LocalDatabase:
         exactly what a reset is for.
         """
         self._start_cluster()
-        return self.create_database(MAIN_DATABASE, replace=True)
+        with self.admin_connect() as conn:
+            scheduler = cron_scheduler_running(conn)
+        self.create_database(MAIN_DATABASE, replace=True)
+        if scheduler:
+            # Dropping pg_cron's database ends its scheduler, which exits cleanly and so is
+            # not restarted by the server: only a restart brings it back.
+            self.cluster.stop()
+            self._start_cluster()
+        return self.url(MAIN_DATABASE)

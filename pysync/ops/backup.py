@@ -292,10 +292,13 @@ def _publications(conn: psycopg.Connection[Any]) -> list[tuple[str, str, str]]:
 
 
 def _extensions(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    # pg_cron belongs to the server's cron.database_name, not to the data: a restore into
+    # another database could not create it (the target's own schedules come from
+    # `select private.schedule_jobs();`).
     rows = conn.execute(
         "select e.extname, n.nspname from pg_catalog.pg_extension as e"
         " join pg_catalog.pg_namespace as n on n.oid = e.extnamespace"
-        " where e.extname <> 'plpgsql' order by 1"
+        " where e.extname not in ('plpgsql', 'pg_cron') order by 1"
     ).fetchall()
     return [(str(name), str(schema)) for name, schema in rows]
 

@@ -1,0 +1,80 @@
+"""pg_cron in the embedded cluster, as a Supabase project has it.
+
+A hosted project preloads pg_cron with ``cron.database_name = 'postgres'``; the migration
+``*_schedules.sql`` creates the extension there and schedules the project's jobs. Locally the
+library is optional (Debian's ``postgresql-15-cron``, ``scripts/bootstrap.sh --cron``): when
+the server has it, the cluster preloads it for its main database and the main database gets
+the extension the way Supabase's dashboard enables it, because ``postgres`` may not create an
+untrusted extension here (Supabase's supautils lets it there). Without the library everything
+else works and the migration schedules nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+__all__ = ["cron_scheduler_running", "cron_settings", "enable_cron", "library_path"]
+
+#: Concurrent jobs; each runs in a background worker of the default pool of 8.
+_MAX_RUNNING_JOBS = 4
+
+
+def library_path(pg_bin: Path) -> Path:
+    """Where the server built from ``pg_bin`` would load ``pg_cron`` from."""
+    try:
+        result = subprocess.run(
+            [str(pg_bin / "pg_config"), "--pkglibdir"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        libdir = Path(result.stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        libdir = pg_bin.parent / "lib"  # Debian's layout: /usr/lib/postgresql/15/{bin,lib}
+    return libdir / "pg_cron.so"
+
+
+def cron_settings(pg_bin: Path, database: str) -> dict[str, str]:
+    """Server settings that preload pg_cron for ``database``; empty without the library.
+
+    Jobs run in background workers, not over libpq: the cluster listens on loopback with
+    passwords only, and a worker needs neither.
+    """
+    if not library_path(pg_bin).is_file():
+        return {}
+    return {
+        "shared_preload_libraries": "'pg_cron'",
+        "cron.database_name": "'" + database.replace("'", "''") + "'",
+        "cron.use_background_workers": "on",
+        "cron.max_running_jobs": str(_MAX_RUNNING_JOBS),
+    }
+
+
+def enable_cron(conn: psycopg.Connection[Any]) -> bool:
+    """Create pg_cron in the connected database when this is pg_cron's database, with the
+    privileges Supabase gives ``postgres`` (its docs' install step). Needs the bootstrap
+    superuser; returns whether the extension is there."""
+    row = conn.execute(
+        "select 'pg_cron' = any(string_to_array("
+        " replace(current_setting('shared_preload_libraries'), ' ', ''), ','))"
+        " and current_setting('cron.database_name', true) = current_database()"
+    ).fetchone()
+    if not row or not row[0]:
+        return False
+    conn.execute("create extension if not exists pg_cron with schema pg_catalog")
+    conn.execute("grant usage on schema cron to postgres")
+    conn.execute("grant all privileges on all tables in schema cron to postgres")
+    return True
+
+
+def cron_scheduler_running(conn: psycopg.Connection[Any]) -> bool:
+    """Whether pg_cron's scheduler (its launcher background worker) is running; only a
+    superuser (or pg_read_all_stats) sees other roles' backend types."""
+    row = conn.execute(
+        "select exists (select from pg_stat_activity where backend_type = 'pg_cron launcher')"
+    ).fetchone()
+    return bool(row and row[0])
