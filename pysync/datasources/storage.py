@@ -55,6 +55,11 @@ class LocalStorage:
         #: A context whose gateway's request schema is ``storage``.
         self._context = context
 
+    @property
+    def context(self) -> Context:
+        """The user and storage-schema gateway (the sync engine's local object store)."""
+        return self._context
+
     def upload_metadata(
         self, bucket: str, path: str, size: int, mimetype: str, *, upsert: bool = False
     ) -> StoredObject:
