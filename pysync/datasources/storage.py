@@ -138,6 +138,12 @@ class SupabaseStorage:
         self._identity = identity
         self._http = http_client or httpx.Client(follow_redirects=True)
 
+    @property
+    def project(self) -> tuple[str, str, Callable[[], Identity]]:
+        """The project URL, anon key and identity source (the sync engine's object store
+        talks to the same Storage as the same user)."""
+        return self._url.removesuffix("/storage/v1/"), self._anon_key, self._identity
+
     def _client(self) -> SyncStorageClient:
         identity = self._identity()
         bearer = identity.token if identity.kind is IdentityKind.TOKEN else None

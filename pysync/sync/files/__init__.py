@@ -11,6 +11,7 @@ from pysync.sync.files.local import LocalObjectStore
 from pysync.sync.files.objects import ObjectInfo, ObjectStore, ResumeSlot, is_refusal
 from pysync.sync.files.queue import FileProgress, FileSync, file_status, files_folder
 from pysync.sync.files.rules import PLATFORM_RULES, FileRule, safe_filename
+from pysync.sync.files.stores import object_store_for
 from pysync.sync.files.supabase import SupabaseObjectStore
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "file_status",
     "files_folder",
     "is_refusal",
+    "object_store_for",
     "safe_filename",
 ]
