@@ -236,7 +236,7 @@ def _summary(figures: dict[str, object]) -> str:
         parts.append(f"p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms")
     if "peak_rss_mb" in figures:
         parts.append(f"peak RSS {figures['peak_rss_mb']} MB")
-    for key in ("upload_mb_s", "download_mb_s", "copy_mb_s"):
+    for key in ("attach_mb_s", "upload_mb_s", "download_mb_s", "copy_mb_s"):
         if key in figures:
             parts.append(f"{key.removesuffix('_mb_s')} {figures[key]} MB/s")
     return "; ".join(parts)

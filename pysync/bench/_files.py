@@ -1,9 +1,11 @@
 """``pysync bench sync --only files``: the local file path's throughput against a plain copy.
 
-A student attaches ``count`` files of ``size`` bytes to chat messages and uploads them
-(:class:`~pysync.sync.files.FileSync` into a :class:`~pysync.sync.files.LocalObjectStore`:
-each file copied into the cache's folder, then into the store, its ``storage.objects`` row
-written as the user under RLS); the rows are pushed (not timed). The tutor of the chat syncs
+A student attaches ``count`` files of ``size`` bytes to chat messages (each copied into the
+cache's folder and flushed to disk, its row, op and queued upload committed: ``attach``), then
+uploads them (:class:`~pysync.sync.files.FileSync` into a
+:class:`~pysync.sync.files.LocalObjectStore`: each file copied into the store, its
+``storage.objects`` row written as the user under RLS: ``upload``); the rows are pushed (not
+timed). The tutor of the chat syncs
 (not timed), then opens each file (its row selected as the tutor under RLS, the bytes copied
 into the tutor's cache). The baseline, measured in the same run: the same bytes copied file by
 file with :func:`shutil.copyfile`. Each side runs ``rounds`` times; the median MB/s counts.
@@ -61,6 +63,7 @@ def measure_files(
     storage_gw = PostgresGateway.connect(
         world.gateway_url, jwt_secret=world.secret, schemas=("storage",), max_size=1
     )
+    attaches: list[float] = []
     uploads: list[float] = []
     downloads: list[float] = []
     copies: list[float] = []
@@ -91,6 +94,8 @@ def measure_files(
                         {"conversation_id": conversation, "sender_id": student, "body": ""},
                         file=path,
                     )
+                attaches.append(time.perf_counter() - started)
+                started = time.perf_counter()
                 files.upload()
                 uploads.append(time.perf_counter() - started)
                 phone.sync()
@@ -121,6 +126,7 @@ def measure_files(
     download = _mb_s(total, statistics.median(downloads))
     copy = _mb_s(total, statistics.median(copies))
     measured = {
+        "attach_mb_s": _mb_s(total, statistics.median(attaches)),
         "upload_mb_s": upload,
         "download_mb_s": download,
         "files": count,

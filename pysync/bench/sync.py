@@ -78,7 +78,7 @@ TARGETS: dict[str, dict[str, float]] = {
     "push": {"min_ops_per_second": 3000.0, "max_ratio": 3.0},
     "capacity": {"min_pulls_per_second": 500.0},
     "propagation": {"max_p95_ms": 20.0},
-    "files": {"min_ratio": 0.2},
+    "files": {"min_ratio": 0.1},
 }
 
 #: Buckets the no-change puller should hold.

@@ -39,9 +39,13 @@ __all__ = ["LocalObjectStore"]
 _CHUNK = 1 << 20
 
 
-def copy_file(source: Path, dest: Path, progress: Progress | None = None) -> tuple[str, int]:
-    """Copy ``source`` to ``dest`` through a temporary file renamed into place (a crash never
-    leaves half a file under ``dest``); ``(hex md5, size)`` of what was copied."""
+def copy_file(
+    source: Path, dest: Path, progress: Progress | None = None, *, durable: bool = False
+) -> tuple[str, int]:
+    """Copy ``source`` to ``dest`` through a temporary file renamed into place (a killed
+    process never leaves half a file under ``dest``); ``(hex md5, size)`` of what was copied.
+    ``durable`` also flushes it to disk before the rename (survives power loss too): for the
+    only copy of a user's file, not for copies that can be fetched again."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
     digest = hashlib.md5(usedforsecurity=False)
@@ -54,8 +58,9 @@ def copy_file(source: Path, dest: Path, progress: Progress | None = None) -> tup
                 size += len(block)
                 if progress is not None:
                     progress(size)
-            out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
         part.replace(dest)
     except BaseException:
         part.unlink(missing_ok=True)

@@ -83,6 +83,13 @@ def file_status(storage: Storage, *, budget_bytes: int | None = None) -> FileSta
     return FileStatus(**FileTables(storage).totals(), budget_bytes=budget_bytes)
 
 
+def _has_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
+
+
 def _fingerprint(refs: Sequence[tuple[str, str, Any]]) -> str:
     text = ";".join(sorted(f"{table}:{row_id}:{version}" for table, row_id, version in refs))
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
@@ -147,7 +154,7 @@ class FileSync:
                 os.fsync(out.fileno())
             part.replace(dest)
             return name, hashlib.md5(file, usedforsecurity=False).hexdigest(), len(file)
-        md5, size = copy_file(Path(file), dest)
+        md5, size = copy_file(Path(file), dest, durable=True)
         return name, md5, size
 
     def _queue(
@@ -407,7 +414,9 @@ class FileSync:
         if queued is not None:
             return self._folder / queued.local_name  # not uploaded yet: the local bytes are it
         cached = self._tables.cached(bucket, path)
-        have = cached is not None and (self._folder / cached.local_name).exists()
+        # A downloaded copy is not flushed to disk (it can be fetched again): after a power
+        # loss it may be short, which its size tells.
+        have = cached is not None and _has_size(self._folder / cached.local_name, cached.size)
         if cached is not None and have and not cached.stale and not refresh:
             with self._storage.transaction():
                 self._tables.touch(bucket, path, self._now())
