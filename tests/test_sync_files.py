@@ -320,3 +320,46 @@ def test_file_status_reads_a_cache_file_without_a_store(
         )
         status = file_status(phone.cache.storage)
         assert status is not None and (status.queued_uploads, status.queued_upload_bytes) == (1, 3)
+
+
+def test_retried_dead_letter_uploads_the_kept_file_once_access_is_granted(
+    world: SyncWorld, chat: tuple[Any, Any, str], tmp_path: Path
+) -> None:
+    tutor, student, _ = chat
+    course = world.course(tutor, lessons=0)
+    closed = str(uuid.uuid4())  # the course's conversation; the student is not in it yet
+    world.sql(
+        "insert into public.conversations (id, kind, course_id, title, created_by)"
+        " values (%s, 'course', %s, 'Course chat', %s)",
+        closed,
+        course,
+        tutor.id,
+    )
+    with device(world, student, tmp_path / "s.db", tmp_path / "objects") as phone:
+        phone.cache.sync()
+        message = phone.files.insert(
+            "messages",
+            {"conversation_id": closed, "sender_id": student.id, "body": ""},
+            file=b"too early",
+            filename="early.txt",
+        )
+        phone.cache.sync()
+        (letter,) = phone.cache.dead_letters()
+        assert letter.row_id == message and letter.sqlstate == "42501"
+        assert objects_named(world, "chat-attachments", closed) == []
+        world.sql(
+            "insert into public.conversation_participants (conversation_id, user_id)"
+            " values (%s, %s)",
+            closed,
+            student.id,
+        )
+        phone.cache.retry_dead_letter(letter.op_id)
+        phone.cache.sync()
+        assert phone.cache.dead_letters() == [] and phone.files.rejected() == []
+        path = f"{closed}/{message}/early.txt"
+        assert objects_named(world, "chat-attachments", closed) == [
+            (path, md5(b"too early"), student.id)
+        ]
+        assert world.sql("select attachment_path from public.messages where id = %s", message) == [
+            (path,)
+        ]
