@@ -369,8 +369,8 @@ def sync_demo(
     as_json: Json = False,
 ) -> None:
     """Tell the offline-sync story on the dev world: two devices of a student and their
-    tutor's, an offline conflicting edit, an offline message, an enrollment that ends; then
-    check every cache against the server. Puts back what it changed."""
+    tutor's, an offline conflicting edit, an offline message with a photo, an enrollment that
+    ends; then check every cache against the server. Puts back what it changed."""
     project = context.project(db_url)
     signing = context.signing(project)
     report = run_demo(
@@ -379,6 +379,7 @@ def sync_demo(
         student=student,
         tutor=tutor,
         say=(lambda _line: None) if as_json else output.line,
+        objects_dir=project.settings.data_dir / "objects",
     )
     if as_json:
         output.emit(True, report.as_dict(), lambda: None)

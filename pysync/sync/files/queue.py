@@ -375,9 +375,11 @@ class FileSync:
         with self._storage.transaction():
             self._tables.failed_attempt(upload, message)
             self._tables.reject_uploads_of_dead_ops(message)
-            if self._storage.op(upload.op_id) is None and not self._is_dead(upload.op_id):
-                self._tables.remove_upload(upload.bucket, upload.path)  # no op to follow
-                (self._folder / upload.local_name).unlink(missing_ok=True)
+            orphan = self._storage.op(upload.op_id) is None and not self._is_dead(upload.op_id)
+            if orphan:  # no op (left or settled) to keep the bytes for
+                self._tables.remove_upload(upload.bucket, upload.path)
+        if orphan:
+            (self._folder / upload.local_name).unlink(missing_ok=True)
 
     def _is_dead(self, op_id: int) -> bool:
         return any(d.op_id == op_id for d in self._storage.dead_letters())
