@@ -16,7 +16,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pysync.gateway import NotFound
 from pysync.sync import DeadLetter, SyncError
-from pysync.sync.files import file_status
+from pysync.sync.files import PLATFORM_RULES, FileSync, file_status, files_folder, safe_filename
 from tests.fault_proxy import FaultProxy
 from tests.files_world import device, eager_materials, objects_named
 from tests.sync_world import SyncWorld
@@ -363,3 +363,69 @@ def test_retried_dead_letter_uploads_the_kept_file_once_access_is_granted(
         assert world.sql("select attachment_path from public.messages where id = %s", message) == [
             (path,)
         ]
+
+
+def test_a_cache_with_queued_files_refuses_to_push_without_its_file_queue(
+    world: SyncWorld, chat: tuple[Any, Any, str], tmp_path: Path
+) -> None:
+    _, student, conversation = chat
+    with device(world, student, tmp_path / "s.db", tmp_path / "objects") as phone:
+        phone.cache.sync()
+        message = phone.files.insert(
+            "messages",
+            {"conversation_id": conversation, "sender_id": student.id, "body": ""},
+            file=b"later",
+            filename="later.txt",
+        )
+        phone.files.close()  # an app that opened the cache alone
+        with pytest.raises(SyncError, match="open a FileSync on this cache"):
+            phone.cache.sync()
+        assert world.sql("select 1 from public.messages where id = %s", message) == []
+        again = FileSync(phone.cache, phone.store, files_folder(tmp_path / "s.db"))
+        phone.cache.sync()
+        again.close()
+    assert world.sql("select attachment_path from public.messages where id = %s", message) == [
+        (f"{conversation}/{message}/later.txt",)
+    ]
+
+
+def test_attaching_to_an_existing_row_updates_it_after_the_upload(
+    world: SyncWorld, tmp_path: Path
+) -> None:
+    tutor, student = world.user("tutor"), world.user("student")
+    course, assignment = _assignment(world, tutor)
+    world.enroll(student, course)
+    with device(world, student, tmp_path / "s.db", tmp_path / "objects") as phone:
+        phone.cache.sync()
+        submission = phone.cache.insert(
+            "submissions", {"assignment_id": assignment, "student_id": student.id, "body": "v1"}
+        )
+        phone.cache.sync()
+        path = phone.files.update(
+            "submissions", submission, {"status": "submitted"}, file=b"%PDF final", filename="a.pdf"
+        )
+        assert path == f"{student.id}/{assignment}/{submission}/a.pdf"
+        phone.cache.sync()
+    assert world.sql(
+        "select storage_path, status from public.submissions where id = %s", submission
+    ) == [(path, "submitted")]
+    assert objects_named(world, "submissions", str(student.id)) == [
+        (path, md5(b"%PDF final"), student.id)
+    ]
+    # The course's tutor reads it through the select policy.
+    with device(world, tutor, tmp_path / "t.db", tmp_path / "objects") as desk:
+        desk.cache.sync()
+        assert desk.files.read("submissions", submission) == b"%PDF final"
+
+
+def test_object_paths_are_deterministic_and_safe() -> None:
+    rule = next(r for r in PLATFORM_RULES if r.table == "messages")
+    row = {"id": "m1", "conversation_id": "c1"}
+    assert rule.path(row, "../../etc/passwd") == "c1/m1/passwd"
+    assert (
+        rule.path(row, "photo (1).png") == rule.path(row, "photo (1).png") == "c1/m1/photo_1_.png"
+    )
+    with pytest.raises(SyncError, match="needs the row's conversation_id"):
+        rule.path({"id": "m1"}, "a.png")
+    with pytest.raises(SyncError, match="not a usable file name"):
+        safe_filename("...")

@@ -398,6 +398,9 @@ class SyncCache:
     def _push_batch(self) -> Event:
         self._push_rounds += 1
         batch = self._storage.push_batch(self.batch_size)
+        if batch and self._files is None and self._storage.queued_file_uploads():
+            # Pushing now would put rows on the server before the files they name.
+            raise SyncError("files wait to upload before their rows: open a FileSync on this cache")
         if batch and self._files is not None and self._push_rounds <= self.max_push_rounds:
             # Files first: a row never reaches the server before the file it names.
             self._files.before_push(batch)
