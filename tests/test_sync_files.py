@@ -429,3 +429,22 @@ def test_object_paths_are_deterministic_and_safe() -> None:
         rule.path({"id": "m1"}, "a.png")
     with pytest.raises(SyncError, match="not a usable file name"):
         safe_filename("...")
+
+
+def test_attaching_a_missing_file_is_a_clear_error_and_writes_nothing(
+    world: SyncWorld, chat: tuple[Any, Any, str], tmp_path: Path
+) -> None:
+    _, student, conversation = chat
+    with device(world, student, tmp_path / "s.db", tmp_path / "objects") as phone:
+        phone.cache.sync()
+        with pytest.raises(SyncError, match="is not a file that can be attached"):
+            phone.files.insert(
+                "messages",
+                {"conversation_id": conversation, "sender_id": student.id, "body": ""},
+                file=tmp_path / "nope.png",
+            )
+        with pytest.raises(SyncError, match="needs a filename"):
+            phone.files.insert("messages", {"conversation_id": conversation}, file=b"x")
+        assert phone.cache.status().pending_ops == 0
+        assert phone.cache.status().files.queued_uploads == 0  # type: ignore[union-attr]
+        assert list((tmp_path / "s.db.files" / "queue").iterdir()) == []

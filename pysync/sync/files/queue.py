@@ -154,7 +154,10 @@ class FileSync:
                 os.fsync(out.fileno())
             part.replace(dest)
             return name, hashlib.md5(file, usedforsecurity=False).hexdigest(), len(file)
-        md5, size = copy_file(Path(file), dest, durable=True)
+        source = Path(file)
+        if not source.is_file():
+            raise SyncError(f"{source} is not a file that can be attached")
+        md5, size = copy_file(source, dest, durable=True)
         return name, md5, size
 
     def _queue(
@@ -263,6 +266,10 @@ class FileSync:
     def upload(self) -> int:
         """Upload every queued file now; the number uploaded. A refusal dead-letters the
         file's row op and goes on; a failure that may pass is raised (nothing is lost)."""
+        with self._storage.transaction():
+            # A row op the server rejected (or that followed a rejected one) takes its file
+            # with it to dead letters: no object for a row that is not going up.
+            self._tables.reject_uploads_of_dead_ops("the op of the row naming it was rejected")
         self._requeue_retried()
         done = 0
         for upload in self._tables.uploads():
