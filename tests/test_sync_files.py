@@ -16,7 +16,14 @@ from psycopg.conninfo import conninfo_to_dict
 
 from pysync.gateway import NotFound
 from pysync.sync import DeadLetter, SyncError
-from pysync.sync.files import PLATFORM_RULES, FileSync, file_status, files_folder, safe_filename
+from pysync.sync.files import (
+    PLATFORM_RULES,
+    FileProgress,
+    FileSync,
+    file_status,
+    files_folder,
+    safe_filename,
+)
 from tests.fault_proxy import FaultProxy
 from tests.files_world import device, eager_materials, objects_named
 from tests.sync_world import SyncWorld
@@ -53,8 +60,14 @@ def test_offline_attach_uploads_the_file_before_the_row_on_reconnect(
 ) -> None:
     tutor, student, conversation = chat
     photo = b"\x89PNG offline photo " * 500
+    moved: list[FileProgress] = []
     with device(
-        world, student, tmp_path / "s.db", tmp_path / "objects", proxy_port=proxy.port
+        world,
+        student,
+        tmp_path / "s.db",
+        tmp_path / "objects",
+        proxy_port=proxy.port,
+        progress=moved.append,
     ) as phone:
         phone.cache.sync()
         proxy.refuse = True
@@ -88,12 +101,23 @@ def test_offline_attach_uploads_the_file_before_the_row_on_reconnect(
         status = phone.cache.status().files
         assert status is not None and status.queued_uploads == 0
         assert status.cached_files == 1 and status.cache_bytes == len(photo)
+    assert moved[-1] == FileProgress("upload", "chat-attachments", path, len(photo), len(photo))
     # The tutor, another participant, gets the row by sync and the file through the select
-    # policy.
-    with device(world, tutor, tmp_path / "t.db", tmp_path / "objects") as desk:
+    # policy; while it downloads, the status counts it in flight.
+    in_flight: list[int] = []
+
+    def downloading(progress: FileProgress) -> None:
+        in_flight.append(desk.files.status().downloads_in_flight)
+
+    with device(
+        world, tutor, tmp_path / "t.db", tmp_path / "objects", progress=downloading
+    ) as desk:
         desk.cache.sync()
         assert desk.files.read("messages", message) == photo
-        assert desk.cache.status().files.cached_files == 1  # type: ignore[union-attr]
+        assert in_flight and set(in_flight) == {1}
+        status = desk.cache.status().files
+        assert status is not None and status.cached_files == 1
+        assert status.downloads_in_flight == 0
 
 
 def test_lost_upload_answer_is_retried_without_a_second_object(
