@@ -5,6 +5,7 @@ proxy so a test can take the device offline."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from pysync.client import Client, _as_authenticator
 from pysync.config import LOCAL_JWT_SECRET
 from pysync.datasources import Context
 from pysync.gateway import Identity, PostgresGateway
-from pysync.sync import SyncCache
+from pysync.sync import SyncCache, SyncError
 from pysync.sync.connector import Connector
 from pysync.sync.files import PLATFORM_RULES, FileRule, FileSync, LocalObjectStore, files_folder
 from tests.sync_world import SyncWorld
@@ -68,7 +69,7 @@ def device(
     token = world.auth.session_for(user).access_token
     client = Client.for_token(api, token)
     store = LocalObjectStore(Context(files_gw, Identity.from_jwt(token)), objects)
-    connector = Connector(client, attempts=2, wait_initial=0.01, wait_max=0.05)
+    connector = Connector(client, attempts=4, wait_initial=0.05, wait_max=0.5)
     cache = SyncCache.open(client, path, connector=connector, on_rejected=on_rejected)
     files = FileSync(cache, store, files_folder(path), **options)
     try:
@@ -78,6 +79,19 @@ def device(
         cache.close()
         files_gw.close()
         api.close()
+
+
+def sync_once_reconnected(cache: SyncCache, tries: int = 5) -> None:
+    """Sync as the app's triggers would after connectivity returns: a failure (the pool
+    still reconnecting) is retried after the cache's backoff, a few times."""
+    for attempt in range(tries):
+        try:
+            cache.sync()
+            return
+        except SyncError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(cache.retry_in or 0.5)
 
 
 def objects_named(world: SyncWorld, bucket: str, prefix: str) -> list[tuple[Any, ...]]:

@@ -25,7 +25,7 @@ from pysync.sync.files import (
     safe_filename,
 )
 from tests.fault_proxy import FaultProxy
-from tests.files_world import device, eager_materials, objects_named
+from tests.files_world import device, eager_materials, objects_named, sync_once_reconnected
 from tests.sync_world import SyncWorld
 
 
@@ -91,7 +91,7 @@ def test_offline_attach_uploads_the_file_before_the_row_on_reconnect(
         assert world.sql("select 1 from public.messages where id = %s", message) == []
         assert phone.cache.status().pending_ops == 1
         proxy.heal()
-        phone.cache.sync()
+        sync_once_reconnected(phone.cache)
         assert objects_named(world, "chat-attachments", conversation) == [
             (path, md5(photo), student.id)
         ]
