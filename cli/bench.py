@@ -140,7 +140,7 @@ def bench_sync(
         typer.Option(
             "--only",
             help="Run only this benchmark (repeatable): no_change_pull, first_sync, "
-            "apply_one_change, push, capacity, propagation.",
+            "apply_one_change, push, capacity, propagation, files.",
         ),
     ] = None,
     iterations: Iterations = 200,
@@ -151,6 +151,12 @@ def bench_sync(
     threads: Annotated[
         int, typer.Option("--threads", min=1, help="Concurrent pullers for capacity.")
     ] = 4,
+    files: Annotated[
+        int, typer.Option("--files", min=1, help="Files uploaded and downloaded (files).")
+    ] = 20,
+    file_kib: Annotated[
+        int, typer.Option("--file-kib", min=1, help="Size of each file, KiB.")
+    ] = 1024,
     plot: Annotated[
         Path | None,
         typer.Option("--plot", help="Write a PNG of first-sync rows/s and RSS (matplotlib)."),
@@ -163,7 +169,8 @@ def bench_sync(
     First sync vs the floor (owner keyset SELECT + SQLite executemany), one change applied
     vs a no-change pull, a no-change pull of ~50 buckets vs `select 1` through the same
     gateway, a push of queued ops vs service_role in one transaction, no-change pulls/s from
-    many users vs `select 1`/s, and A-to-B propagation through the nudge. Loads the perf
+    many users vs `select 1`/s, A-to-B propagation through the nudge, and the local file
+    path's upload and download MB/s vs a plain file copy. Loads the perf
     world into a scratch database and drops it afterwards; with --db-url, runs on a
     database with the migrations and a perf world, adding (and then deleting) its own users.
     """
@@ -184,6 +191,8 @@ def bench_sync(
         push_ops=push_ops,
         writes=writes,
         capacity_threads=threads,
+        files=files,
+        file_bytes=file_kib * 1024,
         migrations_dir=project.settings.migrations_dir,
         policies_dir=project.settings.policies_dir,
         progress=None if as_json else output.say,
@@ -227,6 +236,9 @@ def _summary(figures: dict[str, object]) -> str:
         parts.append(f"p50 {figures['p50_ms']} ms, p95 {figures['p95_ms']} ms")
     if "peak_rss_mb" in figures:
         parts.append(f"peak RSS {figures['peak_rss_mb']} MB")
+    for key in ("attach_mb_s", "upload_mb_s", "download_mb_s", "copy_mb_s"):
+        if key in figures:
+            parts.append(f"{key.removesuffix('_mb_s')} {figures[key]} MB/s")
     return "; ".join(parts)
 
 

@@ -17,6 +17,7 @@ from pysync.client import Client
 from pysync.errors import PysyncError
 from pysync.sync import SyncCache, SyncStatus
 from pysync.sync.demo import DEMO_STUDENT, DEMO_TUTOR, run_demo
+from pysync.sync.files import FileSync, files_folder, object_store_for
 from pysync_cli import context, output
 from pysync_cli.options import DbUrl, Json
 
@@ -123,9 +124,14 @@ def open_cache(
         reader = None
         if read_url:
             reader = stack.enter_context(client.local_replica(read_url, signing.secret))
-        yield stack.enter_context(
+        cache = stack.enter_context(
             SyncCache.open(client, path, progress=progress, read_client=reader)
         )
+        # Files attached to rows upload before their rows are pushed; the local object store
+        # keeps bytes under the data dir, one folder for every user (like one Storage).
+        store = object_store_for(client, project.settings.data_dir / "objects")
+        stack.callback(FileSync(cache, store, files_folder(path)).close)
+        yield cache
 
 
 def status_data(status: SyncStatus) -> dict[str, Any]:
@@ -151,6 +157,20 @@ def render_status(status: SyncStatus) -> None:
         [(name, p.buckets, p.complete, p.rows) for name, p in sorted(status.streams.items())],
     )
     output.table("Tables", ["table", "rows"], sorted(status.tables.items()))
+    files = status.files
+    if files is not None:
+        budget = "-" if files.budget_bytes is None else f"{files.budget_bytes} B"
+        output.table(
+            "Files",
+            ["", ""],
+            [
+                ("queued uploads", f"{files.queued_uploads} ({files.queued_upload_bytes} B)"),
+                ("refused uploads", files.rejected_uploads),
+                ("downloads in flight", files.downloads_in_flight),
+                ("cached files", f"{files.cached_files} ({files.cache_bytes} B)"),
+                ("cache budget", budget),
+            ],
+        )
 
 
 def _synced(
@@ -225,7 +245,8 @@ def sync_status(
     user: As, cache: CacheFile = None, db_url: DbUrl = None, as_json: Json = False
 ) -> None:
     """Pending writes, the oldest one's age, dead letters, last sync and error, per-stream
-    progress and rows per table (local: nothing is synced)."""
+    progress, rows per table, and files: queued uploads and bytes, refused uploads, downloads
+    in flight, cached files and bytes (local: nothing is synced)."""
     with open_cache(user, cache, db_url) as opened:
         status = opened.status()
     output.emit(as_json, status_data(status), lambda: render_status(status))
@@ -348,8 +369,8 @@ def sync_demo(
     as_json: Json = False,
 ) -> None:
     """Tell the offline-sync story on the dev world: two devices of a student and their
-    tutor's, an offline conflicting edit, an offline message, an enrollment that ends; then
-    check every cache against the server. Puts back what it changed."""
+    tutor's, an offline conflicting edit, an offline message with a photo, an enrollment that
+    ends; then check every cache against the server. Puts back what it changed."""
     project = context.project(db_url)
     signing = context.signing(project)
     report = run_demo(
@@ -358,6 +379,7 @@ def sync_demo(
         student=student,
         tutor=tutor,
         say=(lambda _line: None) if as_json else output.line,
+        objects_dir=project.settings.data_dir / "objects",
     )
     if as_json:
         output.emit(True, report.as_dict(), lambda: None)

@@ -31,6 +31,8 @@ def test_every_benchmark_runs_and_reports_its_shape(local_db: LocalDatabase) -> 
         capacity_threads=2,
         capacity_seconds=0.2,
         writes=2,
+        files=2,
+        file_bytes=4096,
         migrations_dir=MIGRATIONS,
         policies_dir=POLICIES,
         progress=messages.append,
@@ -56,6 +58,10 @@ def test_every_benchmark_runs_and_reports_its_shape(local_db: LocalDatabase) -> 
     assert no_change is not None and no_change.measured["buckets"] >= 5
     pushed = result.figure("push")
     assert pushed is not None and pushed.measured["ops"] == 30
+    files = result.figure("files")
+    assert files is not None and files.measured["files"] == 2
+    assert files.measured["upload_mb_s"] > 0 and files.measured["download_mb_s"] > 0
+    assert files.baseline["copy_mb_s"] > 0
     assert any("first_sync" in message for message in messages)
     assert bench_databases(local_db) == []
 

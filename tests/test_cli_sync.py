@@ -15,6 +15,7 @@ from pysync.auth import LocalUser
 from pysync.localdb.replica import ReadReplica
 from pysync.sync import SyncCache
 from pysync.sync.demo import differences
+from pysync.sync.files import FileSync, files_folder
 from tests.sync_world import SyncWorld
 from tests.test_cli import assert_one_line_error, run_cli
 
@@ -234,3 +235,46 @@ def test_another_users_cache_and_an_unknown_user_are_one_line(
     )
     assert code == 1
     assert_one_line_error(err, "no local user nobody@example.com")
+
+
+def test_status_shows_queued_uploads_and_run_uploads_them_before_the_row(
+    world: SyncWorld,
+    chat: tuple[LocalUser, LocalUser, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, student, conversation = chat
+    phone = tmp_path / "phone.sqlite"
+    sync_json(capsys, world.url, student.email, phone, "run")
+    with SyncCache.open(world.client(student), phone) as cache:
+        files = FileSync(cache, None, files_folder(phone))  # offline: no store at all
+        message = files.insert(
+            "messages",
+            {"conversation_id": conversation, "sender_id": student.id, "body": ""},
+            file=b"12345",
+            filename="notes.txt",
+        )
+    queued = sync_json(capsys, world.url, student.email, phone, "status")["files"]
+    assert (queued["queued_uploads"], queued["queued_upload_bytes"]) == (1, 5)
+    code, out, _ = run_cli(
+        capsys,
+        "sync",
+        "status",
+        "--as",
+        student.email,
+        "--cache",
+        str(phone),
+        "--db-url",
+        world.url,
+    )
+    assert code == 0 and "queued uploads" in out and "1 (5 B)" in out
+    done = sync_json(capsys, world.url, student.email, phone, "run")
+    assert done["pending_ops"] == 0
+    assert (done["files"]["queued_uploads"], done["files"]["cached_files"]) == (0, 1)
+    path = f"{conversation}/{message}/notes.txt"
+    assert world.sql(
+        "select name from storage.objects where bucket_id = 'chat-attachments' and name = %s", path
+    ) == [(path,)]
+    assert world.sql("select attachment_path from public.messages where id = %s", message) == [
+        (path,)
+    ]

@@ -58,6 +58,12 @@ def test_demo_tells_every_step_and_converges_twice(dev_url: str) -> None:
                 "select body like 'Written offline%%' from public.messages where id = %s",
                 (report.message_id,),
             ).fetchone() == (True,)
+            # The photo went up before the message, into the conversation's folder.
+            assert conn.execute(
+                "select (metadata ->> 'size')::int from storage.objects"
+                " where bucket_id = 'chat-attachments' and name = %s",
+                (report.attachment_path,),
+            ).fetchone() == (report.attachment_bytes,)
             assert conn.execute(
                 "select e.status, p.display_name from public.enrollments as e"
                 " join public.profiles as p on p.id = e.student_id"

@@ -19,6 +19,8 @@ RLS on:
    several threads; baseline: ``select 1`` RPCs per second on the same threads and pool.
 6. ``propagation``: device A pushes a message, device B (another participant, listening with
    :class:`~pysync.sync.triggers.PgNudges`) has it in its cache; baseline: A's push alone.
+7. ``files``: upload and download MB/s of the local file path (:mod:`pysync.bench._files`);
+   baseline: a plain copy of the same files.
 
 Sizes are options so that tests run it tiny; timing is never asserted by tests.
 """
@@ -44,6 +46,7 @@ from typing import Any
 import psycopg
 
 from pysync.auth import LocalAuth, mint_access_token
+from pysync.bench._files import measure_files
 from pysync.bench._world import scratch_perf_world
 from pysync.bench.gateway import Timing
 from pysync.bench.rls import _no_gc, _timed
@@ -64,6 +67,7 @@ BENCHMARKS = (
     "push",
     "capacity",
     "propagation",
+    "files",
 )
 
 #: The issue's targets.
@@ -74,6 +78,7 @@ TARGETS: dict[str, dict[str, float]] = {
     "push": {"min_ops_per_second": 3000.0, "max_ratio": 3.0},
     "capacity": {"min_pulls_per_second": 500.0},
     "propagation": {"max_p95_ms": 20.0},
+    "files": {"min_ratio": 0.1},
 }
 
 #: Buckets the no-change puller should hold.
@@ -695,6 +700,31 @@ def bench_propagation(
     )
 
 
+# -- 7: files ---------------------------------------------------------------------------------
+
+
+def bench_files(
+    world: World,
+    directory: Path,
+    *,
+    count: int = 20,
+    size: int = 1024 * 1024,
+    rounds: int = 3,
+    say: Callable[[str], None],
+) -> Figure:
+    measured, baseline, ratio = measure_files(
+        world, directory, _direct_conversation, count=count, size=size, rounds=rounds, say=say
+    )
+    return Figure(
+        "files",
+        "local file path: attach + upload, and download, MB/s vs a plain file copy",
+        measured,
+        baseline,
+        ratio,
+        ratio >= TARGETS["files"]["min_ratio"],
+    )
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -756,6 +786,8 @@ def run_sync_bench(
     capacity_threads: int = 4,
     capacity_seconds: float = 5.0,
     writes: int = 200,
+    files: int = 20,
+    file_bytes: int = 1024 * 1024,
     migrations_dir: Path | None = None,
     policies_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
@@ -820,6 +852,8 @@ def run_sync_bench(
                 )
             elif name == "propagation":
                 figures.append(bench_propagation(world, directory, writes=writes, say=say))
+            elif name == "files":
+                figures.append(bench_files(world, directory, count=files, size=file_bytes, say=say))
     return SyncBenchResult(
         users=world_users,
         rows=rows,

@@ -55,6 +55,11 @@ class LocalStorage:
         #: A context whose gateway's request schema is ``storage``.
         self._context = context
 
+    @property
+    def context(self) -> Context:
+        """The user and storage-schema gateway (the sync engine's local object store)."""
+        return self._context
+
     def upload_metadata(
         self, bucket: str, path: str, size: int, mimetype: str, *, upsert: bool = False
     ) -> StoredObject:
@@ -132,6 +137,12 @@ class SupabaseStorage:
         self._anon_key = anon_key
         self._identity = identity
         self._http = http_client or httpx.Client(follow_redirects=True)
+
+    @property
+    def project(self) -> tuple[str, str, Callable[[], Identity]]:
+        """The project URL, anon key and identity source (the sync engine's object store
+        talks to the same Storage as the same user)."""
+        return self._url.removesuffix("/storage/v1/"), self._anon_key, self._identity
 
     def _client(self) -> SyncStorageClient:
         identity = self._identity()

@@ -46,11 +46,11 @@ from pysync.sync.protocol import (
     SyncRequested,
     TimerFired,
 )
-from pysync.sync.status import ProgressCallback, StreamProgress, SyncStatus
+from pysync.sync.status import FileStatus, ProgressCallback, StreamProgress, SyncStatus
 from pysync.sync.storage import DeadLetter, OutboxOp, Storage
 from pysync.sync.wire import BucketState, OpResult, PullRequest, PullResponse, PushResponse
 
-__all__ = ["RejectedCallback", "SyncCache", "Watch"]
+__all__ = ["FileHooks", "RejectedCallback", "SyncCache", "Watch"]
 
 Row = dict[str, Any]
 RejectedCallback = Callable[[DeadLetter], None]
@@ -67,6 +67,20 @@ class Watch:
 
     def close(self) -> None:
         self._stop()
+
+
+@dataclass(frozen=True)
+class FileHooks:
+    """What a file queue (:class:`pysync.sync.files.FileSync`) plugs into the sync loop."""
+
+    #: Called with each push batch before it is sent: uploads the files the batch's rows
+    #: name. An op whose file Storage refused has left the outbox (:meth:`SyncCache.reject_pending`)
+    #: when it returns, and is not sent.
+    before_push: Callable[[Sequence[OutboxOp]], None]
+    #: Called when a sync finished: files follow their rows (evicted, refreshed, downloaded).
+    after_sync: Callable[[], None]
+    #: The files' part of :meth:`SyncCache.status`.
+    status: Callable[[], FileStatus]
 
 
 def _references(data: Mapping[str, Any], row_id: str) -> bool:
@@ -120,6 +134,7 @@ class SyncCache:
         self._closed = False
         self._fetcher: ThreadPoolExecutor | None = None
         self._prefetched: tuple[PullRequest, Future[PullResponse]] | None = None
+        self._files: FileHooks | None = None
 
     # -- opening and closing -----------------------------------------------------------------
 
@@ -362,6 +377,8 @@ class SyncCache:
         )
         self._storage.set_meta("last_error", None)
         self._evict()
+        if self._files is not None:
+            self._files.after_sync()
         self._report()
 
     def _report(self) -> None:
@@ -381,6 +398,16 @@ class SyncCache:
     def _push_batch(self) -> Event:
         self._push_rounds += 1
         batch = self._storage.push_batch(self.batch_size)
+        if batch and self._files is None and self._storage.queued_file_uploads():
+            # Pushing now would put rows on the server before the files they name.
+            raise SyncError("files wait to upload before their rows: open a FileSync on this cache")
+        if batch and self._files is not None and self._push_rounds <= self.max_push_rounds:
+            # Files first: a row never reaches the server before the file it names.
+            self._files.before_push(batch)
+            kept = [op for op in batch if self._storage.op(op.op_id) is not None]
+            if not kept:
+                return Pushed(more=self._storage.pending_count()[0] > 0)
+            batch = kept
         if not batch or self._push_rounds > self.max_push_rounds:
             return Pushed(more=False)
         response = self._connector.push(self.client_id, [op.to_push() for op in batch])
@@ -513,6 +540,41 @@ class SyncCache:
             self._storage.rebase_row(table, row_id, row)
         letters = {d.op_id: d for d in self._storage.dead_letters()}
         return [letters[f.op_id] for f in failed if f.op_id in letters]
+
+    def reject_pending(self, op_id: int, sqlstate: str, message: str) -> list[DeadLetter]:
+        """Dead-letter a pending op the client will not push (Storage refused the file its row
+        names) exactly as if the server had rejected it: the other ops of its client
+        transaction and the ops that depend on it follow, rows go back to their last server
+        state (an insert's row leaves), and ``on_rejected`` hears of each."""
+        op = self._storage.op(op_id)
+        if op is None:
+            return []
+        letters: list[DeadLetter] = []
+        with self._storage.transaction():
+            siblings = [
+                o for o in self._storage.pending_ops() if o.tx_id == op.tx_id and o.op_id != op_id
+            ]
+            for member, depends_on in [(op, None), *((o, op_id) for o in siblings)]:
+                if self._storage.op(member.op_id) is None:
+                    continue  # already followed an earlier member
+                server_row = None if member.kind == "insert" else member.base_row
+                result = OpResult(
+                    op_id=member.op_id,
+                    status="rejected",
+                    row=None if server_row is None else dict(server_row),
+                    sqlstate=sqlstate,
+                    message=message,
+                    depends_on=depends_on,
+                )
+                letters.extend(self._reject(member, result))
+        if self._on_rejected is not None:
+            for letter in letters:
+                self._on_rejected(letter)
+        return letters
+
+    def plug_files(self, hooks: FileHooks | None) -> None:
+        """Let a file queue upload before pushes and follow rows after syncs (or stop it)."""
+        self._files = hooks
 
     # -- pull --------------------------------------------------------------------------------
 
@@ -662,6 +724,7 @@ class SyncCache:
             clock_offset=self._clock_offset(),
             streams=streams,
             tables=self._storage.row_counts(),
+            files=None if self._files is None else self._files.status(),
         )
 
     # -- triggers ----------------------------------------------------------------------------

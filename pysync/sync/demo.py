@@ -1,7 +1,9 @@
 """The offline-sync story behind ``pysync sync demo``, told against a database with the dev
 world (``supabase/seed.sql`` and ``pysync seed dev``): a student's two devices and their
-tutor's, an offline edit that conflicts, an offline message, an enrollment that ends and the
-course content that leaves both devices, and every cache checked against the server.
+tutor's, an offline edit that conflicts, an offline message with a photo attached (uploaded
+before the message, downloaded by the tutor through Storage's policies), an enrollment that
+ends and the course content that leaves both devices, and every cache checked against the
+server.
 
 It writes to the database it runs on and puts back what it changed (the student's profile
 and enrollment), so it can run again and again; its caches live in a temporary folder.
@@ -25,6 +27,7 @@ from pysync.sync.cache import SyncCache
 from pysync.sync.conflicts import ConflictContext
 from pysync.sync.connector import Connector
 from pysync.sync.errors import SyncError
+from pysync.sync.files import FileSync, files_folder, object_store_for
 from pysync.sync.storage import quote
 
 __all__ = ["DEMO_STUDENT", "DEMO_TUTOR", "DemoReport", "differences", "run_demo"]
@@ -48,6 +51,9 @@ class DemoReport:
     #: The profile row on each side of the conflict and after it: base, phone, laptop, result.
     conflict: dict[str, dict[str, Any]] = field(default_factory=dict)
     message_id: str = ""
+    #: The photo attached to the offline message: its object path and size.
+    attachment_path: str = ""
+    attachment_bytes: int = 0
     #: Course content rows of the course on each student device, before and after the end.
     content_before: dict[str, int] = field(default_factory=dict)
     content_after: dict[str, int] = field(default_factory=dict)
@@ -62,6 +68,8 @@ class DemoReport:
             "course": self.course,
             "conflict": self.conflict,
             "message_id": self.message_id,
+            "attachment_path": self.attachment_path,
+            "attachment_bytes": self.attachment_bytes,
             "content_before": self.content_before,
             "content_after": self.content_after,
             "converged": self.converged,
@@ -130,14 +138,24 @@ def run_demo(
     tutor: str = DEMO_TUTOR,
     say: Say = print,
     workdir: Path | None = None,
+    objects_dir: Path | None = None,
 ) -> DemoReport:
     """Tell the story against ``url`` (the database as ``postgres``), printing each step
-    through ``say``; the caches go to ``workdir`` (default: a temporary folder, removed)."""
+    through ``say``; the caches go to ``workdir`` (default: a temporary folder, removed), the
+    local object store's bytes to ``objects_dir`` (default: inside ``workdir``; the CLI
+    passes the data dir's, so the photo stays readable with the message)."""
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="pysync-demo-") as tmp:
             return run_demo(
-                url, jwt_secret, student=student, tutor=tutor, say=say, workdir=Path(tmp)
+                url,
+                jwt_secret,
+                student=student,
+                tutor=tutor,
+                say=say,
+                workdir=Path(tmp),
+                objects_dir=objects_dir,
             )
+    objects = objects_dir or workdir / "objects"
     report = DemoReport(student=student, tutor=tutor)
     stamp = time.strftime("%H:%M:%S")
 
@@ -189,6 +207,18 @@ def run_demo(
             )
             teacher = stack.enter_context(SyncCache.open(tutor_client, workdir / "tutor.sqlite"))
             caches = {"phone": phone, "laptop": laptop, "tutor": teacher}
+            # Files ride with the caches: the phone's upload before its rows, the tutor's
+            # downloads through Storage's select policy (the local object store: real RLS).
+            phone_files = FileSync(
+                phone,
+                object_store_for(student_client, objects),
+                files_folder(workdir / "student-phone.sqlite"),
+            )
+            teacher_files = FileSync(
+                teacher,
+                object_store_for(tutor_client, objects),
+                files_folder(workdir / "tutor.sqlite"),
+            )
 
             say(f"1. First sync: {student} on a phone and a laptop, {tutor} on theirs")
             for name, cache in caches.items():
@@ -208,11 +238,18 @@ def run_demo(
             phone.update("profiles", student_id, phone_edit)
             say(f"   phone:  {phone_edit}")
             body = f"Written offline on the train at {stamp}: see you Tuesday!"
-            report.message_id = phone.insert(
+            photo = b"\x89PNG\r\n\x1a\n" + f"whiteboard photo {stamp}".encode() * 200
+            report.message_id = phone_files.insert(
                 "messages",
                 {"conversation_id": conversation, "sender_id": student_id, "body": body},
+                file=photo,
+                filename="whiteboard.png",
             )
+            attached = phone.get("messages", report.message_id) or {}
+            report.attachment_path = str(attached.get("attachment_path") or "")
+            report.attachment_bytes = len(photo)
             say(f"   and writes a message to {tutor}: {body!r}")
+            say(f"   with a photo attached ({len(photo)} bytes, queued to upload first)")
             say(f"   phone: {phone.status().pending_ops} writes pending")
             report.steps.append("offline_edit")
 
@@ -255,6 +292,9 @@ def run_demo(
             if arrived is None:
                 raise SyncError("the offline message did not reach the tutor's cache")
             say(f"   tutor: {arrived['body']!r}")
+            if teacher_files.read("messages", report.message_id) != photo:
+                raise SyncError("the photo did not reach the tutor")
+            say(f"   tutor: opens {report.attachment_path.rsplit('/', 1)[-1]}: {len(photo)} bytes")
             report.steps.append("message_delivered")
 
             content = "SELECT count(*) AS n FROM course_content WHERE course_id = ?"

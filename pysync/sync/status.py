@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = ["ProgressCallback", "StreamProgress", "SyncStatus"]
+__all__ = ["FileStatus", "ProgressCallback", "StreamProgress", "SyncStatus"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,25 @@ class StreamProgress:
     @property
     def fraction(self) -> float:
         return 1.0 if self.buckets == 0 else self.complete / self.buckets
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """The file queue and download cache (:mod:`pysync.sync.files`)."""
+
+    #: Files waiting to be uploaded before the rows that name them are pushed.
+    queued_uploads: int = 0
+    #: Their bytes.
+    queued_upload_bytes: int = 0
+    #: Uploads Storage refused, kept with their dead letters.
+    rejected_uploads: int = 0
+    #: Downloads running right now.
+    downloads_in_flight: int = 0
+    #: Files held in the download cache, and their bytes.
+    cached_files: int = 0
+    cache_bytes: int = 0
+    #: The cache's byte budget (None: unbounded).
+    budget_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,8 @@ class SyncStatus:
     streams: Mapping[str, StreamProgress] = field(default_factory=dict)
     #: Local rows per synced table.
     tables: Mapping[str, int] = field(default_factory=dict)
+    #: Files, when the cache has a file queue (:class:`pysync.sync.files.FileSync`).
+    files: FileStatus | None = None
 
 
 #: Called with a fresh status after each pushed batch and applied page.

@@ -893,3 +893,12 @@ class Storage:
             for stream in record.streams:
                 counts[stream] = counts.get(stream, 0) + n
         return counts
+
+    # -- files (pysync.sync.files keeps its own tables; the row cache only asks this) -------
+
+    def queued_file_uploads(self) -> int:
+        """Files waiting to upload before their rows are pushed (0 when the cache has none)."""
+        if not self._one("SELECT 1 AS x FROM sqlite_master WHERE name = '_files_uploads'"):
+            return 0
+        row = self._one("SELECT count(*) AS n FROM _files_uploads WHERE state = 'queued'")
+        return 0 if row is None else int(row["n"])
