@@ -125,17 +125,13 @@ def test_postgres_creates_nothing_in_service_schemas(conn: Conn, statement: str)
     ],
 )
 def test_postgres_manages_policies_on_granted_tables(conn: Conn, table: str) -> None:
-    conn.execute(
-        f'create policy "Everyone reads" on {table} for select to authenticated using (true)'.encode()
-    )
-    conn.execute(f'alter policy "Everyone reads" on {table} to authenticated, anon'.encode())
-    assert _one(
-        conn,
-        "select count(*) from pg_policy where polrelid = %s::regclass and polname = 'Everyone reads'",
-        (table,),
-    ) == 1
-    conn.execute(f'drop policy "Everyone reads" on {table}'.encode())
-    conn.execute(f'drop policy if exists "Everyone reads" on {table}'.encode())
+    policy = f'"Everyone reads" on {table}'
+    conn.execute(f"create policy {policy} for select to authenticated using (true)".encode())
+    conn.execute(f"alter policy {policy} to authenticated, anon".encode())
+    count = "select count(*) from pg_policy where polrelid = %s::regclass and polname = %s"
+    assert _one(conn, count, (table, "Everyone reads")) == 1
+    conn.execute(f"drop policy {policy}".encode())
+    conn.execute(f"drop policy if exists {policy}".encode())
     assert _lent_memberships(conn) == []
 
 
@@ -236,7 +232,9 @@ def test_auth_tables_have_rls_and_postgres_may_grant_reading_them(
     conn.execute(sql.SQL("grant select on auth.users to {}").format(sql.Identifier(custom_role)))
     assert _one(conn, "select has_table_privilege(%s, 'auth.users', 'SELECT')", (custom_role,))
     # GoTrue's bookkeeping is not postgres's.
-    assert not _one(conn, "select has_table_privilege('postgres', 'auth.schema_migrations', 'INSERT')")
+    assert not _one(
+        conn, "select has_table_privilege('postgres', 'auth.schema_migrations', 'INSERT')"
+    )
 
 
 def test_gotrue_tables_and_types_exist(conn: Conn) -> None:
@@ -262,7 +260,9 @@ def test_gotrue_tables_and_types_exist(conn: Conn) -> None:
     assert owners == {"supabase_auth_admin"}
     assert _one(conn, "select enum_range(null::auth.aal_level)::text") == "{aal1,aal2,aal3}"
     assert _one(conn, "select enum_range(null::auth.factor_type)::text") == "{totp,webauthn,phone}"
-    assert _one(conn, "select enum_range(null::auth.factor_status)::text") == "{unverified,verified}"
+    assert (
+        _one(conn, "select enum_range(null::auth.factor_status)::text") == "{unverified,verified}"
+    )
     assert (
         _one(
             conn,
@@ -395,7 +395,9 @@ def test_realtime_send_warns_with_the_current_text(conn: Conn) -> None:
 
 
 def test_postgres_grants_realtime_to_custom_roles(conn: Conn, custom_role: str) -> None:
-    conn.execute(sql.SQL("grant usage on schema realtime to {}").format(sql.Identifier(custom_role)))
+    conn.execute(
+        sql.SQL("grant usage on schema realtime to {}").format(sql.Identifier(custom_role))
+    )
     assert _one(conn, "select has_schema_privilege(%s, 'realtime', 'USAGE')", (custom_role,))
     assert not _one(conn, "select has_schema_privilege('postgres', 'realtime', 'CREATE')")
 
@@ -439,7 +441,8 @@ def test_schema_owners_and_default_privileges(conn: Conn) -> None:
             " where defaclnamespace <> 0"
         ).fetchall()
     }
-    assert {"public", "auth", "storage", "realtime", "extensions", "graphql_public"} <= with_defaults
+    wanted = {"public", "auth", "storage", "realtime", "extensions", "graphql_public"}
+    assert wanted <= with_defaults
 
 
 def test_defaults_grant_what_the_services_create(admin: Conn) -> None:
@@ -462,4 +465,3 @@ def test_pg_stat_statements_is_there_for_dumps(conn: Conn) -> None:
         == "extensions"
     )
     conn.execute("create extension if not exists pg_stat_statements with schema extensions")
-

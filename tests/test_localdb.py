@@ -164,7 +164,7 @@ def test_older_emulation_is_upgraded_or_rebuilt() -> None:
         with db.admin_connect("postgres") as conn:
             conn.execute("create table public.kept (id int)")
         db.stop()
-        with pytest.raises(LocalDatabaseError, match="release 1.*pysync db reset"):
+        with pytest.raises(LocalDatabaseError, match=r"release 1\).*pysync db reset"):
             db.start()
         with db.admin_connect("postgres") as conn:
             assert conn.execute("select to_regclass('public.kept')").fetchone() == ("kept",)

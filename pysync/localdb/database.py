@@ -103,11 +103,11 @@ class LocalDatabase:
         """
         with self.admin_connect(MAIN_DATABASE) as conn:
             have = emulation.installed_version(conn)
-            if have is not None and have != emulation.EMULATION_VERSION:
-                if not _holds_project_data(conn):
-                    conn.close()
-                    self.create_database(MAIN_DATABASE, replace=True)
-                    return
+            outdated = have is not None and have != emulation.EMULATION_VERSION
+            if outdated and not _holds_project_data(conn):
+                conn.close()
+                self.create_database(MAIN_DATABASE, replace=True)
+                return
             emulation.apply_database_emulation(conn)
             emulation.install_optional_extensions(conn)
             conn.execute("select pysync_local.create_realtime_partitions()")
