@@ -314,3 +314,17 @@ revoke insert, update, delete, truncate, references, trigger
 on storage.s3_multipart_uploads, storage.s3_multipart_uploads_parts from anon, authenticated;
 revoke all on storage.migrations from anon, authenticated, service_role, postgres;
 grant execute on all functions in schema storage to postgres, anon, authenticated, service_role;
+
+-- Local only: no Storage server runs here. pysync's LocalStorage does its database half
+-- through a PostgREST-like gateway whose db-pre-request this is, so that, like the Storage
+-- server, it lets its own deletes past storage.protect_delete(). Nothing else may use it.
+create function pysync_local.storage_api_request() returns void
+language sql
+set search_path = ''
+as $$
+    select pg_catalog.set_config('storage.allow_delete_query', 'true', true)
+    where pg_catalog.current_setting('request.method', true) = 'DELETE'
+$$;
+revoke all on all functions in schema pysync_local from public;
+grant usage on schema pysync_local to anon, authenticated, service_role;
+grant execute on function pysync_local.storage_api_request() to anon, authenticated, service_role;

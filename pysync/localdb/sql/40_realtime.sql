@@ -185,4 +185,6 @@ begin
 end
 $$;
 
+revoke all on function pysync_local.create_realtime_partitions(date, integer) from public;
+
 select pysync_local.create_realtime_partitions();
