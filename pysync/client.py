@@ -40,6 +40,7 @@ from pysync.datasources import (
     SupabaseStorage,
     SupportSource,
 )
+from pysync.datasources.storage import STORAGE_PRE_REQUEST
 from pysync.errors import ConfigError
 from pysync.gateway import Gateway, Identity, PostgresGateway, PostgrestGateway
 
@@ -160,7 +161,12 @@ class Client:
         )
         try:
             files = PostgresGateway.connect(
-                api_url, jwt_secret=jwt_secret, schemas=("storage",), max_size=2, pooled=pooled
+                api_url,
+                jwt_secret=jwt_secret,
+                schemas=("storage",),
+                pre_request=STORAGE_PRE_REQUEST,
+                max_size=2,
+                pooled=pooled,
             )
         except BaseException:
             gateway.close()
@@ -179,7 +185,8 @@ class Client:
     ) -> Client:
         """A client for the bearer of an access token, over an existing gateway (for
         example a server job acting for the user of a request). ``storage_gateway``, a
-        gateway whose request schema is ``storage``, gives it local storage."""
+        gateway whose request schema is ``storage`` and whose ``pre_request`` is
+        :data:`~pysync.datasources.storage.STORAGE_PRE_REQUEST`, gives it local storage."""
         identity = Identity.from_jwt(token)
         if storage is None and storage_gateway is not None:
             storage = LocalStorage(Context(storage_gateway, identity))

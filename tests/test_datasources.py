@@ -29,6 +29,7 @@ from pysync.auth import LocalAuth, LocalUser
 from pysync.client import _as_authenticator
 from pysync.config import LOCAL_JWT_SECRET
 from pysync.datasources.models import Message, Notification, Page
+from pysync.datasources.storage import STORAGE_PRE_REQUEST
 from pysync.gateway import eq
 from tests.helpers import connect
 
@@ -45,7 +46,9 @@ class World:
         self.auth = LocalAuth(url, jwt_secret=LOCAL_JWT_SECRET, bcrypt_cost=4)
         api = _as_authenticator(url)
         self.gateway = PostgresGateway.connect(api, jwt_secret=LOCAL_JWT_SECRET)
-        self.files = PostgresGateway.connect(api, jwt_secret=LOCAL_JWT_SECRET, schemas=("storage",))
+        self.files = PostgresGateway.connect(
+            api, jwt_secret=LOCAL_JWT_SECRET, schemas=("storage",), pre_request=STORAGE_PRE_REQUEST
+        )
 
     def user(self, role: str = "student", name: str | None = None) -> LocalUser:
         email = f"{role}-{uuid.uuid4().hex[:10]}@example.com"

@@ -39,9 +39,9 @@ def test_roles_have_supabase_attributes(conn: Conn) -> None:
     ).fetchall()  # fmt: skip
     roles = {name: attrs for name, *attrs in rows}
     # name: super, inherit, login, bypassrls, createrole
-    assert roles["anon"] == [False, False, False, False, False]
-    assert roles["authenticated"] == [False, False, False, False, False]
-    assert roles["service_role"] == [False, False, False, True, False]
+    assert roles["anon"] == [False, True, False, False, False]
+    assert roles["authenticated"] == [False, True, False, False, False]
+    assert roles["service_role"] == [False, True, False, True, False]
     assert roles["authenticator"] == [False, False, True, False, False]
     assert roles["postgres"] == [False, True, True, True, True]  # demoted, not superuser
     assert roles["supabase_admin"][0] is True

@@ -319,21 +319,9 @@ def test_erased_messages_stay_as_tombstones_in_the_others_history(
 
 def test_erasure_returns_the_files_to_delete(app_conn: psycopg.Connection[Any]) -> None:
     add_rows(app_conn)
-    # Hosted Supabase Storage refuses SQL deletes unless the transaction allows them.
-    app_conn.execute(
-        """
-        create function public.protect_delete() returns trigger language plpgsql as $$
-        begin
-            if coalesce(current_setting('storage.allow_delete_query', true), '') <> 'true' then
-                raise exception 'Direct deletion from storage tables is not allowed';
-            end if;
-            return old;
-        end $$;
-        create trigger protect_objects_delete before delete on storage.objects
-        for each row execute function public.protect_delete();
-        """
-    )
-    with pytest.raises(errors.RaiseException), app_conn.transaction():
+    # Supabase Storage (and the emulation) refuses SQL deletes unless the transaction
+    # allows them; the erasure does.
+    with pytest.raises(errors.InsufficientPrivilege), app_conn.transaction():
         app_conn.execute("delete from storage.objects where owner_id = %s", (TOM,))
     summary = delete_user(app_conn, SAM)
     assert summary["storage_objects"] == [

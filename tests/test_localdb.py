@@ -1,4 +1,5 @@
-"""The embedded cluster's lifecycle: create, start, stop, idempotency, stale pid recovery."""
+"""The embedded cluster's lifecycle: create, start, stop, idempotency, stale pid recovery,
+and databases built by an older emulation."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pysync.localdb import LocalCluster, LocalDatabase
+from pysync.errors import LocalDatabaseError
+from pysync.localdb import LocalCluster, LocalDatabase, emulation
 from pysync.localdb.cluster import SUPERUSER
 from tests.helpers import make_tempdir, remove_tree
 
@@ -118,3 +120,58 @@ def test_template_makes_fresh_databases_quickly(local_db: LocalDatabase) -> None
         assert row == ("postgres", "3600")
     finally:
         local_db.drop_database("t_template_check")
+
+
+def _age(db: LocalDatabase, dbname: str) -> None:
+    """Make ``dbname`` look built by release 1: its version a bare digest, without storage's
+    delete guard, and postgres a member of the storage owner as release 1 made it."""
+    with db.admin_connect(dbname) as conn:
+        conn.execute("update pysync_local.emulation set version = '0123456789abcdef'")
+        conn.execute("drop trigger protect_objects_delete on storage.objects")
+        conn.execute("grant supabase_storage_admin to postgres")
+
+
+def _state(db: LocalDatabase, dbname: str) -> tuple[str | None, bool, bool]:
+    with db.admin_connect(dbname) as conn:
+        row = conn.execute(
+            "select pysync_local_version, guarded, member from (select"
+            " (select version from pysync_local.emulation) as pysync_local_version,"
+            " exists (select from pg_trigger where tgname = 'protect_objects_delete') as guarded,"
+            " pg_has_role('postgres', 'supabase_storage_admin', 'USAGE') as member) as s"
+        ).fetchone()
+    assert row is not None
+    return row[0], row[1], row[2]
+
+
+def test_older_emulation_is_upgraded_or_rebuilt() -> None:
+    """Start upgrades the roles and rebuilds the template and an empty main database;
+    a main database with project data is left alone until `db reset` rebuilds it."""
+    base = make_tempdir("pysync-upgrade-")
+    db = LocalDatabase(base / "pg", jwt_secret="s" * 40, fast=True, preferred_port=None)
+    current = (emulation.EMULATION_VERSION, True, False)
+    try:
+        db.start()
+        assert emulation.release_of(emulation.EMULATION_VERSION) == emulation.EMULATION_RELEASE
+        assert emulation.release_of("0123456789abcdef") == 1
+        _age(db, "pysync_template")
+        _age(db, "postgres")
+        db.stop()
+        db.start()
+        assert _state(db, "pysync_template") == current
+        assert _state(db, "postgres") == current
+
+        _age(db, "postgres")
+        with db.admin_connect("postgres") as conn:
+            conn.execute("create table public.kept (id int)")
+        db.stop()
+        with pytest.raises(LocalDatabaseError, match=r"release 1\).*pysync db reset"):
+            db.start()
+        with db.admin_connect("postgres") as conn:
+            assert conn.execute("select to_regclass('public.kept')").fetchone() == ("kept",)
+        db.reset()
+        assert _state(db, "postgres") == current
+        with db.admin_connect("postgres") as conn:
+            assert conn.execute("select to_regclass('public.kept')").fetchone() == (None,)
+    finally:
+        db.stop()
+        remove_tree(base)

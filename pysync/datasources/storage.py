@@ -8,8 +8,10 @@ Locally no Storage server runs. :class:`LocalStorage` does the database half of 
 it writes and reads the object metadata rows in ``storage.objects`` through a
 :class:`~pysync.gateway.PostgresGateway` whose request schema is ``storage``, as the user,
 exactly as the Storage server does (role ``authenticated``, the user's claims), so the same
-policies decide and permission tests run for real. File bytes are not kept, and bucket
-limits (size, MIME types), which the Storage server enforces, are not checked.
+policies decide and permission tests run for real. That gateway's ``db-pre-request`` must be
+:data:`STORAGE_PRE_REQUEST`, which lets its deletes past ``storage.protect_delete()`` as the
+Storage server lets its own (a plain SQL delete is refused). File bytes are not kept, and
+bucket limits (size, MIME types), which the Storage server enforces, are not checked.
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ from pysync.datasources.models import StoredObject, parse
 from pysync.gateway import GatewayError, Identity, IdentityKind, NotFound, asc, eq, ilike, in_
 from pysync.gateway.errors import error_for
 
-__all__ = ["LocalStorage", "SupabaseStorage"]
+__all__ = ["STORAGE_PRE_REQUEST", "LocalStorage", "SupabaseStorage"]
+
+#: The local storage gateway's ``db-pre-request`` (a local-only emulation function): on a
+#: DELETE it sets ``storage.allow_delete_query``, as the Storage server does for its deletes.
+STORAGE_PRE_REQUEST = "pysync_local.storage_api_request"
 
 
 def _like_prefix(prefix: str) -> str:

@@ -32,6 +32,16 @@ MAIN_DATABASE = "postgres"
 TEMPLATE_DATABASE = "pysync_template"
 
 
+def _holds_project_data(conn: psycopg.Connection[Any]) -> bool:
+    """Whether migrations ran or tables exist in ``public`` (what a rebuild would lose)."""
+    row = conn.execute(
+        "select to_regclass('supabase_migrations.schema_migrations') is not null"
+        " or exists (select from pg_catalog.pg_class"
+        " where relnamespace = 'public'::regnamespace and relkind in ('r', 'p', 'v', 'm'))"
+    ).fetchone()
+    return bool(row and row[0])
+
+
 class LocalDatabase:
     """The embedded database of one project (or one test session)."""
 
@@ -87,13 +97,24 @@ class LocalDatabase:
         return status
 
     def _ensure_main_database(self) -> None:
+        """The main database on the current emulation.
+
+        A bare database gets it installed. One built by an older emulation is rebuilt from
+        the template when it holds nothing of the project yet; otherwise starting fails with
+        a message that says to run ``pysync db reset`` (a start never drops project data).
+        """
         with self.admin_connect(MAIN_DATABASE) as conn:
-            fresh = emulation.installed_version(conn) is None
+            have = emulation.installed_version(conn)
+            outdated = have is not None and have != emulation.EMULATION_VERSION
+            if outdated and not _holds_project_data(conn):
+                conn.close()
+                self._recreate_main_database()
+                return
             emulation.apply_database_emulation(conn)
             emulation.install_optional_extensions(conn)
             conn.execute("select pysync_local.create_realtime_partitions()")
             enable_cron(conn)
-        if fresh:
+        if have is None:
             with self.admin_connect() as conn:
                 emulation.configure_database(conn, MAIN_DATABASE, self.jwt_secret)
 
@@ -162,6 +183,11 @@ class LocalDatabase:
         exactly what a reset is for.
         """
         self._start_cluster()
+        self._recreate_main_database()
+        return self.url(MAIN_DATABASE)
+
+    def _recreate_main_database(self) -> None:
+        """Drop and clone the main database from the template (the cluster is running)."""
         with self.admin_connect() as conn:
             scheduler = cron_scheduler_running(conn)
         self.create_database(MAIN_DATABASE, replace=True)
@@ -170,4 +196,3 @@ class LocalDatabase:
             # not restarted by the server: only a restart brings it back.
             self.cluster.stop()
             self._start_cluster()
-        return self.url(MAIN_DATABASE)

@@ -1,10 +1,13 @@
 """The Supabase database emulation: what a hosted project's database has before any migration.
 
-Roles are cluster-wide and re-asserted on every start (``00_roles.sql``). Everything else is
-per database (``10_`` … ``40_*.sql``), applied once to a fresh database in one transaction and
-recorded in ``pysync_local.emulation`` with a version that is the hash of those files, so a
-database built from older emulation SQL is recognised. None of this is ever pushed: it stands
-in for what Supabase itself installs.
+Roles are cluster-wide and re-asserted on every start (``00_roles.sql``), which also upgrades
+a cluster an older emulation set up. Everything else is per database (``10_`` … ``40_*.sql``),
+applied once to a fresh database in one transaction and recorded in ``pysync_local.emulation``
+as :data:`EMULATION_VERSION`: ``<release>.<digest>``, the release bumped when what the
+emulation reproduces changes (see docs/architecture.md) and the digest of the SQL files, so a
+database built from any other SQL is recognised too and rebuilt (the template at once, the
+main database on ``pysync db reset``). None of this is ever pushed: it stands in for what
+Supabase itself installs.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from psycopg import sql
 from pysync.errors import LocalDatabaseError
 
 __all__ = [
+    "EMULATION_RELEASE",
     "EMULATION_VERSION",
     "LOGIN_ROLES",
     "apply_database_emulation",
@@ -26,7 +30,14 @@ __all__ = [
     "configure_database",
     "install_optional_extensions",
     "installed_version",
+    "release_of",
 ]
+
+#: The emulation's release. 1: the first emulation (versions were a bare digest). 2: Supabase
+#: as of 2026: postgres no owner-member of storage/realtime (supautils' policy grants
+#: emulated), storage's triggers and API helpers, GoTrue's full schema with RLS on, realtime
+#: binary broadcasts, the remaining roles and predefined-role memberships.
+EMULATION_RELEASE = 2
 
 #: Roles that log in directly and so need the local password.
 LOGIN_ROLES = (
@@ -35,6 +46,9 @@ LOGIN_ROLES = (
     "supabase_auth_admin",
     "supabase_storage_admin",
     "supabase_replication_admin",
+    "supabase_read_only_user",
+    "supabase_functions_admin",
+    "pgbouncer",
 )
 
 
@@ -56,10 +70,16 @@ def _version() -> str:
     for name, text in _database_files():
         digest.update(name.encode())
         digest.update(text.encode())
-    return digest.hexdigest()[:16]
+    return f"{EMULATION_RELEASE}.{digest.hexdigest()[:16]}"
 
 
 EMULATION_VERSION = _version()
+
+
+def release_of(version: str) -> int:
+    """The release a recorded version belongs to (a bare digest is release 1)."""
+    head, dot, _ = version.partition(".")
+    return int(head) if dot and head.isdigit() else 1
 
 
 def apply_roles(conn: psycopg.Connection[Any], password: str) -> None:
@@ -97,8 +117,8 @@ def apply_database_emulation(conn: psycopg.Connection[Any]) -> str:
         return have
     if have is not None:
         raise LocalDatabaseError(
-            f"this database carries Supabase emulation {have}, not {EMULATION_VERSION}: "
-            "run `pysync db reset --yes` to rebuild it"
+            f"this database carries Supabase emulation {have} (release {release_of(have)}), "
+            f"not {EMULATION_VERSION}: run `pysync db reset --yes` to rebuild it"
         )
     with conn.transaction():
         for name, text in _database_files():
