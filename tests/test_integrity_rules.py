@@ -342,6 +342,13 @@ def test_a_graded_submissions_file_is_locked_for_its_student(app_conn: Conn) -> 
 
 
 def test_deactivation_stops_acting_on_others_not_reading_ones_own(app_conn: Conn) -> None:
+    had = one(
+        app_conn,
+        "insert into public.tutoring_sessions (tutor_id, student_id, starts_at, ends_at, status)"
+        " values (%s, %s, '2025-01-01T10:00Z', '2025-01-01T11:00Z', 'completed') returning id",
+        TOM,
+        SAM,
+    )
     with acting_as(app_conn, "authenticated", ADMIN, keep=True):
         app_conn.execute("update public.profiles set deleted_at = now() where id = %s", (SAM,))
     with (
@@ -359,6 +366,15 @@ def test_deactivation_stops_acting_on_others_not_reading_ones_own(app_conn: Conn
         app_conn.execute(
             "insert into public.enrollments (student_id, course_id) values (%s, %s)",
             (SAM, PHYSICS),
+        )
+    with (
+        acting_as(app_conn, "authenticated", SAM),
+        pytest.raises(errors.InsufficientPrivilege, match="row-level security"),
+    ):
+        app_conn.execute(
+            "insert into public.session_feedback (session_id, student_id, tutor_id, rating)"
+            " values (%s, %s, %s, 1)",
+            (had, SAM, TOM),
         )
     with acting_as(app_conn, "authenticated", SAM):
         assert (
