@@ -755,6 +755,28 @@ def test_audit_command_fails_and_groups_by_level(
     assert lines[-1] == "audit: 3 errors, 1 warning, 2 info"
 
 
+# -- reading deparsed expressions --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expression", "bare"),
+    [
+        ("(owner = ( SELECT auth.uid() AS uid))", []),
+        ("(owner = auth.uid())", ["auth.uid()"]),
+        ("((( SELECT auth.uid() AS uid))::text = 'auth.uid()'::text)", []),
+        ('("auth.uid()" = ( SELECT auth.uid() AS uid))', []),
+        ("(( SELECT (auth.jwt() ->> 'role'::text)) = 'admin'::text)", []),
+        ("((auth.jwt() ->> 'role'::text) = 'admin'::text)", ["auth.jwt()"]),
+        (
+            "(owner IN ( SELECT u.id FROM auth.users u WHERE (u.email = auth.email())))",
+            ["auth.email()"],
+        ),
+        ("(auth.role() = 'anon'::text)", ["auth.role()"]),
+        ("(x = current_setting('app.x'::text, true))", ["current_setting()"]),
+        ("(( SELECT private.is_admin() AS is_admin) OR (uid = 1))", []),
+        (None, []),
+    ],
+)
 def test_bare_calls_are_judged_one_by_one(expression: str | None, bare: list[str]) -> None:
     assert bare_calls(expression) == bare
 
