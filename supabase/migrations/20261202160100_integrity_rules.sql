@@ -95,7 +95,6 @@ begin
 end
 $$;
 revoke all on function private.check_server_stamps() from public;
-grant execute on function private.check_server_stamps() to authenticated, service_role;
 
 -- Trigger: a course or assignment that holds students' work is archived, not deleted. The
 -- check runs as the caller (under RLS: a tutor sees every enrollment and submission of the
@@ -139,7 +138,6 @@ begin
 end
 $$;
 revoke all on function private.refuse_deleting_coursework() from public;
-grant execute on function private.refuse_deleting_coursework() to authenticated, service_role;
 
 /*
  * ---------------------------------------------------------------------------
