@@ -9,10 +9,12 @@ select private.drop_policies('public.submissions');
 
 -- assignments ------------------------------------------------------------------------------
 
+-- Students keep reading the assignments of courses they completed; they submit only while
+-- their enrollment is active (the insert policy below).
 create policy "Enrolled students and the tutor can read assignments"
 on public.assignments for select to authenticated
 using (
-    course_id in (select private.enrolled_course_ids())
+    course_id in (select private.studied_course_ids())
     or course_id in (select private.taught_course_ids())
     or (select private.is_admin())
 );

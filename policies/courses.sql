@@ -36,6 +36,10 @@ using (
     )
     or tutor_id = (select auth.uid())
     or (select private.is_admin())
+    -- Its students (active or completed) keep the course, archived or unpublished later.
+    -- Through the definer helper, not a sub-select on enrollments: the enrollments insert
+    -- policy reads courses, and RLS would recurse. The caller's few enrollments hash cheaply.
+    or id in (select private.studied_course_ids())
 );
 
 create policy "Tutors can create their own courses"
@@ -73,6 +77,8 @@ using (
 -- 0.15 ms a call (role and search_path switch, its body planned on every statement), which
 -- was most of this query's cost (docs/performance.md). For an enrolled student the first
 -- arm answers and nothing else runs.
+-- Students who finished the course keep reading it (docs/rls.md, "Archived courses and
+-- completed enrollments").
 create policy "Enrolled students and the tutor can read content"
 on public.course_content for select to authenticated
 using (
@@ -82,7 +88,7 @@ using (
         where
             e.student_id = (select auth.uid())
             and e.course_id = course_content.course_id
-            and e.status = 'active'
+            and e.status in ('active', 'completed')
     )
     or (
         select

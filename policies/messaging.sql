@@ -70,11 +70,13 @@ using (
     )
 );
 
+-- A deactivated user (profiles.deleted_at: no application role) posts nothing more.
 create policy "Participants can post as themselves"
 on public.messages for insert to authenticated
 with check (
     sender_id = (select auth.uid())
     and conversation_id in (select private.my_conversation_ids())
+    and (select private.current_app_role()) is not null
 );
 
 -- private.guard_message() narrows this: senders edit or soft-delete their own messages.

@@ -3,15 +3,21 @@
 -- permissive policies never stack up for the same role and command.
 --
 --   avatars/<user id>/...                          public downloads; the user writes
---   course-materials/<course id>/...               enrolled students and the tutor read;
---                                                  the tutor writes
---   submissions/<user id>/<assignment id>/...      the student writes; the course tutor reads
+--   course-materials/<course id>/...               its students (active or completed) and the
+--                                                  tutor read; the tutor writes
+--   submissions/<user id>/<assignment id>/...      the student writes until the submission
+--                                                  is graded; the course tutor reads
 --   chat-attachments/<conversation id>/...         participants only, admins included
 --                                                  (conversations are private): they read and
 --                                                  upload; the uploader replaces and deletes
 --   exports/<user id>/...                          the user's GDPR exports (export-my-data):
 --                                                  the user alone reads, writes and deletes
 --                                                  them (admins neither: a whole person's data)
+--
+-- Admins read every bucket but chat-attachments and exports, and may write into any user's
+-- folder of the others (moderation, support), as they may change any row of the tables behind
+-- them; the lock on graded work binds the student, as the submissions table's does
+-- (docs/rls.md).
 
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
@@ -61,7 +67,7 @@ using (
     or (
         bucket_id = 'course-materials'
         and (
-            (storage.foldername(name))[1] in (select c::text from private.enrolled_course_ids() as c)
+            (storage.foldername(name))[1] in (select c::text from private.studied_course_ids() as c)
             or (storage.foldername(name))[1] in (select c::text from private.taught_course_ids() as c)
         )
     )
@@ -96,6 +102,9 @@ with check (
         and (storage.foldername(name))[2] in (
             select a::text from private.enrolled_assignment_ids() as a
         )
+        and (storage.foldername(name))[2] not in (
+            select a::text from private.graded_assignment_ids() as a
+        )
     )
     or (
         bucket_id = 'chat-attachments'
@@ -113,7 +122,13 @@ using (
         bucket_id = 'course-materials'
         and (storage.foldername(name))[1] in (select c::text from private.taught_course_ids() as c)
     )
-    or (bucket_id = 'submissions' and (storage.foldername(name))[1] = (select auth.uid())::text)
+    or (
+        bucket_id = 'submissions'
+        and (storage.foldername(name))[1] = (select auth.uid())::text
+        and (storage.foldername(name))[2] not in (
+            select a::text from private.graded_assignment_ids() as a
+        )
+    )
     or (
         bucket_id = 'chat-attachments'
         and coalesce(owner_id, owner::text) = (select auth.uid())::text
@@ -133,6 +148,9 @@ with check (
         and (storage.foldername(name))[2] in (
             select a::text from private.enrolled_assignment_ids() as a
         )
+        and (storage.foldername(name))[2] not in (
+            select a::text from private.graded_assignment_ids() as a
+        )
     )
     or (
         bucket_id = 'chat-attachments'
@@ -150,7 +168,13 @@ using (
         bucket_id = 'course-materials'
         and (storage.foldername(name))[1] in (select c::text from private.taught_course_ids() as c)
     )
-    or (bucket_id = 'submissions' and (storage.foldername(name))[1] = (select auth.uid())::text)
+    or (
+        bucket_id = 'submissions'
+        and (storage.foldername(name))[1] = (select auth.uid())::text
+        and (storage.foldername(name))[2] not in (
+            select a::text from private.graded_assignment_ids() as a
+        )
+    )
     or (
         bucket_id = 'chat-attachments'
         and coalesce(owner_id, owner::text) = (select auth.uid())::text

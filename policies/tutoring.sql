@@ -55,7 +55,12 @@ using (
 create policy "Students can rate their completed sessions"
 on public.session_feedback for insert to authenticated
 with check (
-    (student_id = (select auth.uid()) and session_id in (select private.completed_session_ids()))
+    (
+        student_id = (select auth.uid())
+        and session_id in (select private.completed_session_ids())
+        -- a deactivated student (no application role) rates no one any more
+        and (select private.current_app_role()) is not null
+    )
     or (select private.is_admin())
 );
 

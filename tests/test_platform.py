@@ -457,7 +457,7 @@ def _request(conn: Conn, role: str, user: str | None, method: str, headers: dict
             impersonate(
                 conn, role, uuid.UUID(user) if user else None, method=method, headers=headers
             )
-            conn.execute("select public.check_request()")
+            conn.execute("select private.check_request()")
     finally:
         conn.execute("reset role")
         for name in ("request.jwt.claims", "request.jwt.claim.sub", "request.method"):
@@ -483,7 +483,7 @@ def test_reads_are_never_limited(app_conn: Conn) -> None:
             app_conn.execute("set transaction read only")
             for _ in range(3):
                 impersonate(app_conn, "authenticated", uuid.UUID(SAM), method="POST", headers=WEB)
-                app_conn.execute("select public.check_request()")
+                app_conn.execute("select private.check_request()")
             app_conn.execute("reset role")
         assert _writes_until_limited(app_conn, SAM, WEB) == 1
 

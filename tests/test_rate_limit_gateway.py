@@ -1,4 +1,4 @@
-"""The rate limit through the gateway: PostgresGateway runs ``public.check_request()`` as
+"""The rate limit through the gateway: PostgresGateway runs ``private.check_request()`` as
 PostgREST's ``db-pre-request`` hook, with the request's method and headers, so writes past
 the limit fail with RateLimited (HTTP 429 behind PostgREST) and reads never count."""
 
@@ -38,7 +38,7 @@ def gateway(app_url: str, local_db: LocalDatabase) -> Iterator[PostgresGateway]:
     with PostgresGateway.connect(
         local_db.url(dbname, user="authenticator"),
         jwt_secret=LOCAL_JWT_SECRET,
-        pre_request="public.check_request",
+        pre_request="private.check_request",
     ) as gw:
         yield gw.as_identity(Identity.from_jwt(SAM_TOKEN))
     with connect(app_url) as conn:

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
+from pysync.localdb import LocalDatabase
+from pysync.localdb.cluster import SUPERUSER
 from pysync.rls._expr import bare_calls, is_always_true
 from pysync.rls.audit import (
     LINTS,
+    SPLINTER_LINTS,
     AuditConfig,
     AuditConfigError,
     Finding,
@@ -217,6 +221,138 @@ CASES = [
         'anon and authenticated can list every user\'s files (through "Anyone can list pics")',
         id="public_bucket_allows_listing",
     ),
+    pytest.param(
+        "rls_policy_always_true",
+        '"Anyone can edit notes" on public.notes',
+        NOTES_READ + ' create policy "Anyone can edit notes" on public.notes for update'
+        " to authenticated;",
+        'alter policy "Anyone can edit notes" on public.notes using (owner = (select auth.uid()));',
+        "splinter counts it as open",
+        id="rls_policy_always_true_without_an_expression",
+    ),
+    pytest.param(
+        "authenticated_security_definer_function_executable",
+        "public.count_notes()",
+        (
+            NOTES_READ,
+            " create function public.count_notes() returns bigint language sql"
+            " security definer set search_path = '' as 'select count(*) from public.notes';"
+            " revoke execute on function public.count_notes() from public, anon;",
+        ),
+        "revoke execute on function public.count_notes() from authenticated;",
+        "any signed-in user can call it",
+        id="authenticated_security_definer_function_executable",
+    ),
+    pytest.param(
+        "function_search_path_mutable",
+        "public.add_one(integer)",
+        "create function public.add_one(i int) returns int language sql as 'select i + 1';",
+        "alter function public.add_one(integer) set search_path = '';",
+        "depends on who calls it",
+        id="function_search_path_mutable",
+    ),
+    pytest.param(
+        "policy_exists_rls_disabled",
+        "public.notes",
+        "create table public.notes (id int primary key, owner uuid);"
+        ' create policy "Owners read notes" on public.notes for select to authenticated'
+        " using (owner = (select auth.uid()));",
+        "alter table public.notes enable row level security;",
+        "none of them applies",
+        id="policy_exists_rls_disabled",
+    ),
+    pytest.param(
+        "no_primary_key",
+        "public.events",
+        "create table public.events (at timestamptz);"
+        " alter table public.events enable row level security;",
+        "alter table public.events add column id bigint generated always as identity primary key;",
+        "without a primary key",
+        id="no_primary_key",
+    ),
+    pytest.param(
+        "duplicate_index",
+        "notes_owner_a, notes_owner_b on public.notes",
+        NOTES_READ + " create index notes_owner_a on public.notes (owner);"
+        " create index notes_owner_b on public.notes (owner);",
+        "drop index public.notes_owner_b;",
+        "identical",
+        id="duplicate_index",
+    ),
+    pytest.param(
+        "unused_index",
+        "public.notes_body_idx on public.notes",
+        NOTES_READ + " create index notes_body_idx on public.notes (body);",
+        "drop index public.notes_body_idx;",
+        "no query has used the index",
+        id="unused_index",
+    ),
+    pytest.param(
+        "materialized_view_in_api",
+        "public.note_counts",
+        (
+            NOTES_READ,
+            " create materialized view public.note_counts as"
+            " select owner, count(*) from public.notes group by owner;"
+            " grant select on public.note_counts to anon;",
+        ),
+        "revoke all on public.note_counts from anon, authenticated;",
+        "a materialized view has no row level security",
+        id="materialized_view_in_api",
+    ),
+    pytest.param(
+        "auth_users_exposed",
+        "public.user_emails",
+        "create view public.user_emails as select id, email from auth.users;"
+        " grant select on public.user_emails to authenticated;",
+        "revoke all on public.user_emails from anon, authenticated;",
+        "reads auth.users past any row level security",
+        id="auth_users_exposed",
+    ),
+    pytest.param(
+        "security_definer_view",
+        "public.note_ids",
+        "create table public.loose (id int primary key);"
+        " create view public.note_ids as select id from public.loose;"
+        " grant select on public.note_ids to anon;",
+        "alter view public.note_ids set (security_invoker = true);",
+        "past any row level security a table gets later",
+        id="security_definer_view_over_a_table_without_rls",
+    ),
+    pytest.param(
+        "sensitive_columns_exposed",
+        "public.accounts",
+        "create table public.accounts (id int primary key, email text, password text,"
+        " api_key text); grant select on public.accounts to anon;",
+        "alter table public.accounts enable row level security;",
+        "sensitive: api_key, password",
+        id="sensitive_columns_exposed",
+    ),
+    pytest.param(
+        "unsupported_reg_types",
+        "public.jobs.handler",
+        "create table public.jobs (id int primary key, handler regproc);"
+        " alter table public.jobs enable row level security;",
+        "alter table public.jobs alter column handler type text using handler::text;",
+        "pg_upgrade cannot carry",
+        id="unsupported_reg_types",
+    ),
+    pytest.param(
+        "extension_in_public",
+        "citext",
+        "create extension citext with schema public;",
+        "drop extension citext; create extension citext with schema extensions;",
+        "sit in public",
+        id="extension_in_public",
+    ),
+    pytest.param(
+        "extension_versions_outdated",
+        "hstore",
+        "create extension hstore with schema extensions version '1.7';",
+        "alter extension hstore update;",
+        "version 1.7 is installed, 1.8 is available",
+        id="extension_versions_outdated",
+    ),
 ]
 
 
@@ -240,11 +376,168 @@ def test_lint_finds_the_bad_object_and_forgets_it_once_fixed(
 
 def test_every_lint_has_a_case() -> None:
     covered = {p.values[0] for p in CASES} | {
+        # tested below, each with what it needs (a configuration, a superuser, a big table)
+        "table_bloat",
+        "insecure_queue_exposed_in_api",
+        "pg_graphql_anon_table_exposed",
+        "pg_graphql_authenticated_table_exposed",
+        "foreign_table_in_api",
+        "fkey_to_auth_unique",
         "table_missing_from_matrix",
         "policy_missing_from_matrix",
         "function_missing_from_matrix",
     }
     assert covered == set(LINTS)
+
+
+def test_every_splinter_lint_is_here_under_its_name() -> None:
+    """splinter's security and performance lints (lints/00NN_<name>.sql, as of April 2026)."""
+    splinter = {
+        "unindexed_foreign_keys",
+        "auth_users_exposed",
+        "auth_rls_initplan",
+        "no_primary_key",
+        "unused_index",
+        "multiple_permissive_policies",
+        "policy_exists_rls_disabled",
+        "rls_enabled_no_policy",
+        "duplicate_index",
+        "security_definer_view",
+        "function_search_path_mutable",
+        "rls_disabled_in_public",
+        "extension_in_public",
+        "rls_references_user_metadata",
+        "materialized_view_in_api",
+        "foreign_table_in_api",
+        "unsupported_reg_types",
+        "insecure_queue_exposed_in_api",
+        "table_bloat",
+        "fkey_to_auth_unique",
+        "extension_versions_outdated",
+        "sensitive_columns_exposed",
+        "rls_policy_always_true",
+        "public_bucket_allows_listing",
+        "pg_graphql_anon_table_exposed",
+        "pg_graphql_authenticated_table_exposed",
+        "anon_security_definer_function_executable",
+        "authenticated_security_definer_function_executable",
+    }
+    assert set(SPLINTER_LINTS) == splinter
+    info = {"unindexed_foreign_keys", "no_primary_key", "unused_index", "rls_enabled_no_policy"}
+    errors = {
+        "auth_users_exposed",
+        "policy_exists_rls_disabled",
+        "security_definer_view",
+        "rls_disabled_in_public",
+        "rls_references_user_metadata",
+        "insecure_queue_exposed_in_api",
+        "fkey_to_auth_unique",
+        "sensitive_columns_exposed",
+    }
+    assert {n for n, (level, _) in SPLINTER_LINTS.items() if level == "info"} == info | {
+        "table_bloat"
+    }
+    assert {n for n, (level, _) in SPLINTER_LINTS.items() if level == "error"} == errors
+
+
+def test_table_bloat_is_dead_space_beyond_a_threshold(conn: Conn) -> None:
+    conn.execute(
+        "create table public.readings (id int primary key, reading text);"
+        " alter table public.readings enable row level security;"
+        " insert into public.readings select i, repeat('x', 200) from generate_series(1, 20000) i;"
+        " delete from public.readings where id % 10 <> 0; analyze public.readings;"
+    )
+    config = AuditConfig(bloat_min_bytes=1024 * 1024)
+    finding = find(conn, "table_bloat", "public.readings", config=config)
+    assert finding is not None and finding.level == "info"
+    assert "of its pages" in finding.detail
+    # splinter's own threshold (20 MiB of waste) is not reached by a 5 MB table.
+    assert find(conn, "table_bloat", "public.readings") is None
+    conn.execute("vacuum full public.readings")
+    conn.execute("analyze public.readings")
+    assert find(conn, "table_bloat", "public.readings", config=config) is None
+
+
+def test_a_queue_without_rls_is_an_error_once_pgmq_public_is_exposed(conn: Conn) -> None:
+    conn.execute(
+        "create schema pgmq; create table pgmq.q_emails (msg_id bigint primary key, message jsonb);"
+        " grant usage on schema pgmq to authenticated;"
+        " grant select on pgmq.q_emails to authenticated;"
+    )
+    assert find(conn, "insecure_queue_exposed_in_api", "pgmq.q_emails") is None
+    config = AuditConfig(exposed_schemas=("public", "pgmq_public"))
+    finding = find(conn, "insecure_queue_exposed_in_api", "pgmq.q_emails", config=config)
+    assert finding is not None and finding.level == "error"
+    conn.execute("alter table pgmq.q_emails enable row level security")
+    assert find(conn, "insecure_queue_exposed_in_api", "pgmq.q_emails", config=config) is None
+
+
+def test_graphql_lints_name_what_each_role_can_discover(conn: Conn) -> None:
+    conn.execute(NOTES_READ + " grant select on public.notes to anon, authenticated;")
+    # Without pg_graphql there is no /graphql/v1 to discover anything through.
+    assert find(conn, "pg_graphql_anon_table_exposed", "public.notes") is None
+    config = AuditConfig(graphql=True)
+    for role, lint in (
+        ("anon", "pg_graphql_anon_table_exposed"),
+        ("authenticated", "pg_graphql_authenticated_table_exposed"),
+    ):
+        finding = find(conn, lint, "public.notes", config=config)
+        assert finding is not None and finding.level == "warn"
+        assert finding.detail.startswith(f"{role} can select the table")
+        conn.execute(finding.fix.split(";")[0])
+        assert find(conn, lint, "public.notes", config=config) is None
+
+
+@pytest.fixture
+def superuser_conn(local_db: LocalDatabase, fresh_url: str) -> Iterator[Conn]:
+    """Some bad objects only a superuser can make (foreign tables, tables in auth)."""
+    dbname = fresh_url.rsplit("/", 1)[1]
+    with psycopg.connect(local_db.url(dbname, user=SUPERUSER), autocommit=True) as conn:
+        yield conn
+
+
+def test_a_foreign_table_the_api_can_read_is_reported(superuser_conn: Conn) -> None:
+    superuser_conn.execute(
+        "create foreign data wrapper audit_fdw; create server audit_files foreign data"
+        " wrapper audit_fdw; create foreign table public.remote_notes (id int, body text)"
+        " server audit_files; grant select on public.remote_notes to anon;"
+    )
+    finding = find(superuser_conn, "foreign_table_in_api", "public.remote_notes")
+    assert finding is not None and finding.level == "warn"
+    superuser_conn.execute(finding.fix.split(";")[0])
+    assert find(superuser_conn, "foreign_table_in_api", "public.remote_notes") is None
+
+
+def test_a_foreign_key_to_a_unique_key_of_auth_is_an_error(superuser_conn: Conn) -> None:
+    superuser_conn.execute(
+        "create table auth.audit_codes (id uuid primary key, code text unique);"
+        " create table public.invites (id int primary key,"
+        " code text constraint invites_code_fkey references auth.audit_codes (code));"
+        " alter table public.invites enable row level security;"
+    )
+    obj = "invites_code_fkey on public.invites"
+    finding = find(superuser_conn, "fkey_to_auth_unique", obj)
+    assert finding is not None and finding.level == "error"
+    superuser_conn.execute(finding.fix.split(";")[0])
+    assert find(superuser_conn, "fkey_to_auth_unique", obj) is None
+
+
+def test_a_stricter_level_applies_and_a_laxer_one_is_refused(conn: Conn, tmp_path: Path) -> None:
+    conn.execute(
+        NOTES_READ + " create table public.replies (id int primary key,"
+        " note_id uuid references public.notes (id));"
+        " alter table public.replies enable row level security;"
+    )
+    obj = "replies_note_id_fkey on public.replies"
+    found = find(conn, "unindexed_foreign_keys", obj)
+    assert found is not None and found.level == "info"
+    strict = AuditConfig(levels={"unindexed_foreign_keys": "warn"})
+    found = find(conn, "unindexed_foreign_keys", obj, config=strict)
+    assert found is not None and found.level == "warn"
+    path = tmp_path / "audit.toml"
+    path.write_text('[levels]\nsecurity_definer_view = "warn"\n')
+    with pytest.raises(AuditConfigError, match="may be made stricter than error, not laxer"):
+        load_audit_config(path)
 
 
 def test_fixes_are_sql_that_works(conn: Conn) -> None:
@@ -437,7 +730,11 @@ def test_audit_command_fails_and_groups_by_level(
     in_project: None, fresh_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with psycopg.connect(fresh_url, autocommit=True) as conn:
-        conn.execute(NOTES + " create table public.loose (id int);")
+        conn.execute(
+            NOTES + " create table public.loose (id int);"
+            " create schema app;"
+            " create function app.touch(i int) returns int language sql as 'select i';"
+        )
     code = main(["rls", "audit", "--db-url", fresh_url, "--json"])
     data = json.loads(capsys.readouterr().out)
     assert code == 1
@@ -445,7 +742,9 @@ def test_audit_command_fails_and_groups_by_level(
         ("error", "rls_disabled_in_public", "public.loose"),
         ("error", "table_missing_from_matrix", "public.loose"),
         ("error", "table_missing_from_matrix", "public.notes"),
-        ("warn", "rls_enabled_no_policy", "public.notes"),
+        ("warn", "function_search_path_mutable", "app.touch(integer)"),
+        ("info", "no_primary_key", "public.loose"),
+        ("info", "rls_enabled_no_policy", "public.notes"),
     ]
     code = main(["rls", "audit", "--db-url", fresh_url])
     lines = capsys.readouterr().out.splitlines()
@@ -453,7 +752,7 @@ def test_audit_command_fails_and_groups_by_level(
     assert lines[0] == "errors (3)"
     assert lines[1].startswith("  rls_disabled_in_public public.loose: row level security")
     assert "warnings (1)" in lines
-    assert lines[-1] == "audit: 3 errors, 1 warning, 0 info"
+    assert lines[-1] == "audit: 3 errors, 1 warning, 2 info"
 
 
 # -- reading deparsed expressions --------------------------------------------------------------

@@ -2,7 +2,7 @@
 -- shape (tables, RLS, policies, privileges, partitions, helpers) and the behaviour a policy
 -- alone cannot show (guards, triggers, the pre-request check). Uses the seed's users.
 begin;
-select plan(59);
+select plan(60);
 
 -- shape ------------------------------------------------------------------------------------
 
@@ -93,17 +93,21 @@ select ok(
     'only service_role runs partition maintenance'
 );
 select ok(
-    has_function_privilege('authenticated', 'public.check_request()', 'execute')
-    and has_function_privilege('anon', 'public.check_request()', 'execute'),
+    has_function_privilege('authenticated', 'private.check_request()', 'execute')
+    and has_function_privilege('anon', 'private.check_request()', 'execute'),
     'PostgREST can call the pre-request check as any API role'
 );
+select ok(
+    to_regprocedure('public.check_request()') is null,
+    'the pre-request check is not an RPC (/rest/v1/rpc/check_request does not exist)'
+);
 select is(
-    (select p.proconfig from pg_proc as p where p.oid = 'public.check_request()'::regprocedure),
+    (select p.proconfig from pg_proc as p where p.oid = 'private.check_request()'::regprocedure),
     array['search_path=""'],
     'check_request pins an empty search_path'
 );
 select ok(
-    (select p.prosecdef from pg_proc as p where p.oid = 'public.check_request()'::regprocedure),
+    (select p.prosecdef from pg_proc as p where p.oid = 'private.check_request()'::regprocedure),
     'check_request is security definer (it writes the private counters)'
 );
 
@@ -275,11 +279,11 @@ select set_config('request.jwt.claim.sub', 'c0000000-0000-4000-8000-000000000003
 select set_config('request.headers', '{"x-client-info": "supabase-flutter/2.5.0"}', true);
 set local role authenticated;
 select set_config('request.method', 'GET', true);
-select lives_ok($$select public.check_request(); select public.check_request()$$, 'reads are not limited');
+select lives_ok($$select private.check_request(); select private.check_request()$$, 'reads are not limited');
 select set_config('request.method', 'POST', true);
-select lives_ok($$select public.check_request()$$, 'the first write passes');
+select lives_ok($$select private.check_request()$$, 'the first write passes');
 select throws_ok(
-    $$select public.check_request()$$,
+    $$select private.check_request()$$,
     'PT429',
     'rate limit exceeded',
     'the next write in the window is refused with SQLSTATE PT429'

@@ -2,13 +2,14 @@
 -- and guards that keep erasure safe. The full "nothing names the user any more" scan is in
 -- tests/test_gdpr.py. Uses the seed's users.
 begin;
-select plan(24);
+select plan(25);
 
 -- definitions ------------------------------------------------------------------------------
 
 select has_function('public', 'export_my_data', array[]::text [], 'public.export_my_data() exists');
 select has_function('public', 'delete_user', array['uuid'], 'public.delete_user(uuid) exists');
-select is_definer('public', 'delete_user', array['uuid'], 'delete_user is security definer');
+select is_definer('private', 'delete_user', array['uuid'], 'the erasure runs as its owner, in private');
+select isnt_definer('public', 'delete_user', array['uuid'], 'the API calls it through an invoker wrapper');
 select isnt_definer('public', 'export_my_data', array[]::text [], 'export_my_data runs as the caller');
 select ok(
     (select bool_and('search_path=""' = any(p.proconfig)) from pg_proc as p
