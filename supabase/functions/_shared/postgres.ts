@@ -14,7 +14,7 @@ export interface RequestContext {
   claims: Record<string, unknown>;
   method?: string;
   path?: string;
-  /** `schema.function` of PostgREST's db-pre-request setting, e.g. `public.check_request`. */
+  /** `schema.function` of PostgREST's db-pre-request setting, e.g. `private.check_request`. */
   preRequest?: string;
   /** PostgREST runs GETs and calls of stable functions in a read-only transaction. */
   readOnly?: boolean;

@@ -111,8 +111,11 @@ Deno.test({
       assertEquals(refused, "42501");
       assertEquals(await visibleExports(sql, alice), [replaced.path]);
     } finally {
-      await sql`delete from storage.objects where bucket_id = 'exports'
-                and owner = any(${[alice, bob]}::uuid[])`;
+      await sql.begin(async (tx) => {
+        await tx`select set_config('storage.allow_delete_query', 'true', true)`;
+        await tx`delete from storage.objects where bucket_id = 'exports'
+                 and owner = any(${[alice, bob]}::uuid[])`;
+      });
       await deleteUsers(sql, [alice, bob]);
       await sql.end();
       await Deno.remove(dir, { recursive: true });

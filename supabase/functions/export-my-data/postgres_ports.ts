@@ -44,7 +44,7 @@ export class PostgresExportSource implements ExportSource {
   async exportAs(jwt: string): Promise<Record<string, unknown>> {
     // As PostgREST calls a stable function: read only, after the db-pre-request hook.
     const context = await callerContext(jwt, this.jwtSecret, this.now, "/rpc/export_my_data", {
-      preRequest: "public.check_request",
+      preRequest: "private.check_request",
       readOnly: true,
     });
     try {
@@ -84,6 +84,8 @@ export class LocalExportStorage implements ExportStorage {
     const owner = String(context.claims.sub ?? "");
     const folder = path.split("/")[0];
     const replaced = await asCaller(this.sql, context, async (tx) => {
+      // As the Storage API deletes: it lifts storage.protect_delete() for its own query.
+      await tx`select set_config('storage.allow_delete_query', 'true', true)`;
       const gone = await tx`delete from storage.objects
         where bucket_id = ${EXPORTS_BUCKET} and (storage.foldername(name))[1] = ${folder}
         returning name`;
