@@ -54,6 +54,13 @@ language sql
 immutable
 as $$ select b from jsonb_array_elements(response -> 'buckets') as b where b ->> 'bucket' = bucket $$;
 
+-- The same of the json that sync_pull returns.
+create function tests.bucket(response json, bucket text)
+returns jsonb
+language sql
+immutable
+as $$ select tests.bucket(response::jsonb, bucket) $$;
+
 -- The ids of a bucket entry's rows, sorted.
 create function tests.row_ids(entry jsonb)
 returns text []
@@ -319,7 +326,7 @@ select is(
 );
 select ok(
     (select bool_and(b -> 'cursor' = p -> 'snapshot')
-     from (select public.sync_pull('{}') as p) as pull
+     from (select public.sync_pull('{}')::jsonb as p) as pull
      cross join jsonb_array_elements(p -> 'buckets') as b),
     'a bucket served whole gets the pull''s snapshot as its cursor'
 );
@@ -357,7 +364,7 @@ select ok(
 select is(
     public.sync_pull(
         '{"buckets": {"course_content:d0000000-0000-4000-8000-000000000001": {"cursor": null}}}'
-    ) -> 'removed_buckets',
+    )::jsonb -> 'removed_buckets',
     '["course_content:d0000000-0000-4000-8000-000000000001"]'::jsonb,
     'a bucket he claims without holding it is in removed_buckets'
 );
@@ -373,7 +380,7 @@ select is(
     public.sync_pull('{"subscriptions": [
         {"stream": "course_preview", "key": "d0000000-0000-4000-8000-000000000003"},
         {"stream": "no_such_stream", "key": "x"}
-    ]}') -> 'denied',
+    ]}')::jsonb -> 'denied',
     '[{"stream": "course_preview", "key": "d0000000-0000-4000-8000-000000000003", "reason": "not allowed"},
       {"stream": "no_such_stream", "key": "x", "reason": "unknown stream"}]'::jsonb,
     'a subscription to a draft course or an unknown stream is denied, with the reason'
@@ -424,7 +431,7 @@ select is(
 select is(
     public.sync_pull(jsonb_build_object('buckets', jsonb_build_object(
         'course_content:d0000000-0000-4000-8000-000000000001', jsonb_build_object('cursor', tests.cursor_after())
-    ))) -> 'unchanged',
+    )))::jsonb -> 'unchanged',
     '["course_content:d0000000-0000-4000-8000-000000000001"]'::jsonb,
     'a cursor that has seen those writes finds the bucket unchanged'
 );
