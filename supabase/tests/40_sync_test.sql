@@ -7,7 +7,7 @@
 -- tests.cursor_before() is a snapshot that has not seen this transaction's writes,
 -- tests.cursor_after() one that has (as if it had committed).
 begin;
-select plan(69);
+select plan(74);
 
 -- helpers (rolled back with the rest: the tests schema never reaches a real project) ---------
 
@@ -271,6 +271,21 @@ select ok(
     'clients cannot register tables, run the capture trigger or send nudges'
 );
 
+-- the schema hash (compiled from the registry) follows the synced tables' columns -------------------
+
+select set_config('tests.hash', private.sync_schema_hash(), true);
+savepoint before_alter;
+alter table public.course_content add column pgtap_probe text;
+select isnt(
+    private.sync_schema_hash(), current_setting('tests.hash'),
+    'a column added by a plain alter table changes the schema hash'
+);
+rollback to savepoint before_alter;
+select is(
+    private.sync_schema_hash(), current_setting('tests.hash'),
+    'and the hash is the same again once the column is gone'
+);
+
 -- sync_schema, as a student ---------------------------------------------------------------------
 
 select set_config(
@@ -329,6 +344,38 @@ select ok(
      from (select public.sync_pull('{}')::jsonb as p) as pull
      cross join jsonb_array_elements(p -> 'buckets') as b),
     'a bucket served whole gets the pull''s snapshot as its cursor'
+);
+select is(
+    (select array_agg(r ->> 0 order by r ->> 0) from jsonb_array_elements(
+        tests.bucket(public.sync_pull('{"version": 2}'), 'course_content:d0000000-0000-4000-8000-000000000001')
+        -> 'rows'
+    ) as r),
+    tests.row_ids(tests.bucket(public.sync_pull('{}'), 'course_content:d0000000-0000-4000-8000-000000000001')),
+    'version 2 serves the same rows, as arrays whose first value is the id'
+);
+select is(
+    (select jsonb_build_object('version', p -> 'version', 'columns', p -> 'columns' -> 'course_content')
+     from (select public.sync_pull('{"version": 2}')::jsonb as p) as pull),
+    jsonb_build_object('version', 2, 'columns', (
+        select jsonb_agg(c -> 'name')
+        from jsonb_array_elements(public.sync_schema() -> 'tables') as t
+        cross join jsonb_array_elements(t -> 'columns') as c
+        where t ->> 'name' = 'course_content'
+    )),
+    'a version 2 response says so, with each served table''s columns as sync_schema lists them'
+);
+select is(
+    (select jsonb_agg(r order by r ->> 'id') from jsonb_array_elements(
+        tests.bucket(public.sync_pull('{}'), 'course_content:d0000000-0000-4000-8000-000000000001') -> 'rows'
+    ) as r),
+    (select jsonb_agg(o order by o ->> 'id') from (
+        select (select jsonb_object_agg(n.name, v.value) from jsonb_array_elements_text(pull.p -> 'columns' -> 'course_content')
+                    with ordinality as n (name, i)
+                join jsonb_array_elements(r) with ordinality as v (value, i) on v.i = n.i) as o
+        from (select public.sync_pull('{"version": 3}')::jsonb as p) as pull
+        cross join jsonb_array_elements(tests.bucket(pull.p::json, 'course_content:d0000000-0000-4000-8000-000000000001') -> 'rows') as r
+    ) as rows),
+    'a version the server does not know gets its newest; its arrays under the columns are version 1''s objects'
 );
 select ok(
     tests.bucket(public.sync_pull('{}'), 'course_content:d0000000-0000-4000-8000-000000000002') is null,
