@@ -20,17 +20,23 @@ set local statement_timeout = '60s';
 
 -- The synced columns of a table (every column but sync_xid, in table order): the v2 column
 -- list, and the column list of sync_schema().
+-- PL/pgSQL, like the helpers below that a pull calls: a SQL function that is not inlined
+-- plans its query again on every call.
 create function private.sync_columns(table_name text)
 returns text []
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
-    select coalesce(array_agg(a.attname::text order by a.attnum), '{}')
-    from pg_catalog.pg_attribute as a
-    where a.attrelid = format('public.%I', table_name)::regclass
-        and a.attnum > 0 and not a.attisdropped and a.attname <> 'sync_xid'
+begin
+    return (
+        select coalesce(array_agg(a.attname::text order by a.attnum), '{}')
+        from pg_catalog.pg_attribute as a
+        where a.attrelid = format('public.%I', table_name)::regclass
+            and a.attnum > 0 and not a.attisdropped and a.attname <> 'sync_xid'
+    );
+end
 $$;
 revoke all on function private.sync_columns(text) from public;
 grant execute on function private.sync_columns(text) to authenticated, service_role;
@@ -40,11 +46,13 @@ grant execute on function private.sync_columns(text) to authenticated, service_r
 -- (v2). json_build_* take at most 100 arguments; wider tables go through jsonb.
 create function private.sync_row_json(table_name text, columnar boolean)
 returns text
-language sql
+language plpgsql
 stable
 security definer
 set search_path = ''
 as $$
+begin
+    return (
     select case
         when columnar and cardinality(c.cols) <= 100 then
             format('json_build_array(%s)', (
@@ -65,12 +73,14 @@ as $$
         else '(to_jsonb(t) - ''sync_xid'')::json'
     end
     from (select private.sync_columns(table_name) as cols) as c
+    );
+end
 $$;
 revoke all on function private.sync_row_json(text, boolean) from public;
 grant execute on function private.sync_row_json(text, boolean) to authenticated, service_role;
 
--- Generate what a pull asks on every call as static statements (PL/pgSQL and SQL functions
--- keep their plans for the session, where EXECUTE would plan again each time):
+-- Generate what a pull asks on every call as static statements (PL/pgSQL keeps their plans
+-- for the session, where EXECUTE would plan again each time):
 -- * private.sync_changed_buckets(tables, keys, cursors): which of the given buckets have a row
 --   or a tombstone that their cursor could not see, all tables in one statement. Security
 --   definer: it tells the caller only that a bucket it holds changed, never an id.
@@ -82,6 +92,13 @@ grant execute on function private.sync_row_json(text, boolean) to authenticated,
 --   statistics`), which cost a client one sync_schema() call. A table dropped and created again
 --   must be registered again anyway (its capture triggers), which recompiles this. PL/pgSQL,
 --   because a SQL function that is not inlined plans its query on every call.
+-- * private.sync_changes(...): as in 20261201090000_sync.sql (same signature, same rows),
+--   with a static statement per table and path instead of planning a dynamic one per call.
+-- * private.sync_visible_rows(table, ids, columnar, schema_hash): the rows with these ids that
+--   the caller may see (security invoker: RLS decides), each as json, by a static statement
+--   whose column list is compiled in. It is used only while the schema hash is the one it was
+--   compiled under; after a plain ALTER TABLE it builds its statement from the catalog instead
+--   (correct, planned on every call) until the registry next changes.
 -- Regenerated whenever the registry changes (trigger sync_pull_registry_changed).
 create function private.sync_compile_pull()
 returns void
@@ -93,6 +110,92 @@ declare
     registry_part text;
     tables text;
 begin
+    select string_agg(
+        format(
+            $branch$
+    if $1 = %2$L then
+        -- A whole bucket: keyset pages on the (bucket, id) index; a resumed page starts the
+        -- index scan at (key, id).
+        if $3 is null and $4 is null then
+            return query
+            select t.%1$I::text, t.id, true
+            from public.%2$I as t
+            where t.%1$I = any($2::%3$s [])
+            order by t.%1$I, t.id
+            limit $6;
+            return;
+        end if;
+        if $3 is null then
+            return query
+            select u.k::text, u.id, true from (
+                (
+                    select t.%1$I as k, t.id from public.%2$I as t
+                    where t.%1$I = $4::%3$s and t.id > $5
+                    order by t.id
+                    limit $6
+                )
+                union all
+                (
+                    select t.%1$I, t.id from public.%2$I as t
+                    where t.%1$I = any($2::%3$s []) and t.%1$I > $4::%3$s
+                    order by t.%1$I, t.id
+                    limit $6
+                )
+            ) as u
+            order by u.k, u.id
+            limit $6;
+            return;
+        end if;
+        return query
+        select c.k::text, c.id, c.live from (
+            select distinct on (u.k, u.id) u.k, u.id, u.live from (
+                select t.%1$I as k, t.id, true as live
+                from public.%2$I as t
+                where t.%1$I = any($2::%3$s [])
+                    and t.sync_xid >= pg_catalog.pg_snapshot_xmin($3)
+                    and not pg_catalog.pg_visible_in_snapshot(t.sync_xid, $3)
+                union all
+                select tb.bucket_key::%3$s, tb.row_id, false
+                from private.sync_tombstones as tb
+                where tb.table_name = %2$L and tb.bucket_key = any($2)
+                    and tb.sync_xid >= pg_catalog.pg_snapshot_xmin($3)
+                    and not pg_catalog.pg_visible_in_snapshot(tb.sync_xid, $3)
+            ) as u
+            order by u.k, u.id, u.live desc
+        ) as c
+        where $4::text is null or (c.k, c.id) > ($4::%3$s, $5)
+        order by c.k, c.id
+        limit $6;
+        return;
+    end if;$branch$,
+            t.bucket_column, t.table_name, t.bucket_type
+        ),
+        '' order by t.table_name
+    ) into branches
+    from private.sync_tables as t;
+    execute format(
+        $ddl$
+        create or replace function private.sync_changes(
+            table_name text,
+            keys text [],
+            since pg_snapshot,
+            after_key text,
+            after_id uuid,
+            max_rows integer
+        )
+        returns table (bucket_key text, row_id uuid, live boolean)
+        language plpgsql
+        stable
+        security definer
+        set search_path = ''
+        as %L
+        $ddl$,
+        format(
+            E'begin%s\n    raise exception ''sync: %% is not a synced table'', $1 using errcode = ''42501'';\nend',
+            coalesce(branches, '')
+        )
+    );
+
     select string_agg(
         format(
             E'\n            when %L then exists (\n'
@@ -175,6 +278,52 @@ begin
     );
     revoke all on function private.sync_schema_hash() from public;
     grant execute on function private.sync_schema_hash() to authenticated, service_role;
+
+    select string_agg(
+        format(
+            E'\n    if $1 = %L then\n'
+            '        if $3 then\n'
+            '            return query select t.id, %s from public.%I as t where t.id = any($2);\n'
+            '        else\n'
+            '            return query select t.id, %s from public.%I as t where t.id = any($2);\n'
+            '        end if;\n'
+            '        return;\n'
+            '    end if;',
+            t.table_name,
+            private.sync_row_json(t.table_name, true), t.table_name,
+            private.sync_row_json(t.table_name, false), t.table_name
+        ),
+        '' order by t.table_name
+    ) into branches
+    from private.sync_tables as t;
+    execute format(
+        $ddl$
+        create or replace function private.sync_visible_rows(
+            table_name text, ids uuid [], columnar boolean, schema_hash text
+        )
+        returns table (id uuid, body json)
+        language plpgsql
+        stable
+        set search_path = ''
+        as %L
+        $ddl$,
+        format(
+            E'begin\n'
+            '    if $4 is distinct from %L then\n'
+            '        return query execute format(\n'
+            '            ''select t.id, %%s from public.%%I as t where t.id = any($1)'',\n'
+            '            private.sync_row_json($1, $3), $1\n'
+            '        ) using $2;\n'
+            '        return;\n'
+            '    end if;%s\n'
+            '    raise exception ''sync: %% is not a synced table'', $1 using errcode = ''42501'';\n'
+            'end',
+            private.sync_schema_hash(), coalesce(branches, '')
+        )
+    );
+    revoke all on function private.sync_visible_rows(text, uuid [], boolean, text) from public;
+    grant execute on function private.sync_visible_rows(text, uuid [], boolean, text)
+    to authenticated, service_role;
 end
 $$;
 revoke all on function private.sync_compile_pull() from public;
@@ -346,6 +495,7 @@ declare
     wire_version integer := least(greatest(coalesce((request ->> 'version')::numeric, 1), 1), 2);
     columnar boolean;
     pruned xid8 := private.sync_pruned_xid();
+    schema_hash text := private.sync_schema_hash();
     resolved jsonb;
     entries json [] := '{}';
     unchanged text [] := '{}';
@@ -549,30 +699,31 @@ begin
             -- The page's rows as the caller sees them (RLS), one entry per key in (key, id)
             -- order: a live id without a visible row, and an id without a row, is a removal.
             if served > 0 then
-                for page_entry in execute format(
-                    'with page as materialized (
+                for page_entry in
+                    with page as materialized (
                         select c.k, c.id, c.live, c.n
-                        from unnest($1::text [], $2::uuid [], $3::boolean [])
-                            with ordinality as c (k, id, live, n)
-                        where c.n <= $4
+                        from unnest(key_list, id_list, live_list) with ordinality as c (k, id, live, n)
+                        where c.n <= served
                     ),
+
                     visible as (
-                        select t.id, %2$s as body
-                        from public.%1$I as t
-                        where t.id = any(array(select p.id from page as p where p.live))
+                        select v.id, v.body
+                        from private.sync_visible_rows(
+                            grp.table_name, array(select p.id from page as p where p.live),
+                            columnar, schema_hash
+                        ) as v
                     )
+
                     select
                         p.k,
-                        coalesce(json_agg(v.body order by p.n) filter (where v.id is not null), ''[]'')
+                        coalesce(json_agg(v.body order by p.n) filter (where v.id is not null), '[]')
                         as served_rows,
-                        coalesce(json_agg(p.id order by p.n) filter (where v.id is null), ''[]'')
+                        coalesce(json_agg(p.id order by p.n) filter (where v.id is null), '[]')
                         as removed
                     from page as p
                     left join visible as v on p.live and v.id = p.id
                     group by p.k
-                    order by min(p.n)',
-                    grp.table_name, private.sync_row_json(grp.table_name, columnar)
-                ) using key_list, id_list, live_list, served
+                    order by min(p.n)
                 loop
                     k := page_entry.k;
                     seen_keys := seen_keys || k;
@@ -611,7 +762,7 @@ begin
         return json_build_object(
             'snapshot', snap::text,
             'server_time', now(),
-            'schema_hash', private.sync_schema_hash(),
+            'schema_hash', schema_hash,
             'buckets', array_to_json(entries),
             'unchanged', array_to_json(unchanged),
             'removed_buckets', removed_buckets,
@@ -623,7 +774,7 @@ begin
         'version', 2,
         'snapshot', snap::text,
         'server_time', now(),
-        'schema_hash', private.sync_schema_hash(),
+        'schema_hash', schema_hash,
         'columns', (
             select coalesce(json_object_agg(t.name, private.sync_columns(t.name)), '{}')
             from (select distinct u.name from unnest(served_tables) as u (name)) as t

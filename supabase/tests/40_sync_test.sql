@@ -7,7 +7,7 @@
 -- tests.cursor_before() is a snapshot that has not seen this transaction's writes,
 -- tests.cursor_after() one that has (as if it had committed).
 begin;
-select plan(74);
+select plan(75);
 
 -- helpers (rolled back with the rest: the tests schema never reaches a real project) ---------
 
@@ -279,6 +279,14 @@ alter table public.course_content add column pgtap_probe text;
 select isnt(
     private.sync_schema_hash(), current_setting('tests.hash'),
     'a column added by a plain alter table changes the schema hash'
+);
+select ok(
+    (select v.body::jsonb ? 'pgtap_probe' and v.body::jsonb ->> 'id' = 'e0000000-0000-4000-8000-000000000001'
+     from private.sync_visible_rows(
+         'course_content', array['e0000000-0000-4000-8000-000000000001']::uuid [], false,
+         private.sync_schema_hash()
+     ) as v),
+    'rows served after it carry the new column (the compiled column list is not used)'
 );
 rollback to savepoint before_alter;
 select is(
