@@ -352,9 +352,14 @@ select private.sync_compile_pull();
 
 -- One page of a bucket group served whole (no cursor: new, reset, or a round resumed after an
 -- id), as the caller: RLS skips rows the caller may not see, and there is nothing to remove.
--- Keyset pages on the (bucket, id) index, at most max_rows + 1 rows read so the caller learns
--- whether the page was cut; one row per bucket of the page, in (bucket, id) order, with the
--- rows as json, the last row's position in the page and its id, and the page's row count.
+-- Keyset pages on the (bucket, id) index: the first max_rows rows in (bucket, id) order; one
+-- row per bucket of the page, in bucket order, with its rows as json, how many, the last
+-- (largest) id served, the page's row count, and whether it is the page's last bucket. A page
+-- of max_rows rows counts as cut (the caller resumes after its last id; a bucket that had
+-- exactly that many rows left gets one more, empty, page): reading one row more to know would
+-- mean ordering the page's rows once more to leave it out, which costs more than that page.
+-- The rows of a bucket are aggregated as they come, without sorting them again: their order
+-- in the array carries no meaning (the resume point is the largest id).
 create function private.sync_serve_whole(
     table_name text,
     keys text [],
@@ -363,7 +368,9 @@ create function private.sync_serve_whole(
     max_rows integer,
     columnar boolean
 )
-returns table (bucket_key text, served_rows json, last_n bigint, last_id uuid, total bigint)
+returns table (
+    bucket_key text, served_rows json, served bigint, last_id uuid, total numeric, is_last boolean
+)
 language plpgsql
 stable
 set search_path = ''
@@ -402,19 +409,20 @@ begin
             spec.bucket_column, spec.table_name, spec.bucket_type, body
         );
     end if;
+    -- The largest id by its text in the C collation: the order of uuids (bytes compared as
+    -- hex digits), where uuid itself has no max().
     return query execute format(
-        'with page as materialized (
-            select u.k, u.id, u.body, row_number() over (order by u.k, u.id) as n
-            from (select s.* from (%s) as s order by s.k, s.id limit $4) as u
-        )
-        select p.k::text, json_agg(p.body order by p.n), max(p.n),
-            (array_agg(p.id order by p.n desc))[1], (select count(*) from page)
-        from page as p
-        where p.n < $4
-        group by p.k
-        order by min(p.n)',
+        'select g.k::text, g.rows, g.n, g.last_id, sum(g.n) over (),
+            row_number() over (order by g.k desc) = 1
+        from (
+            select p.k, json_agg(p.body) as rows, count(*) as n,
+                max(p.id::text collate "C")::uuid as last_id
+            from (select s.* from (%s) as s order by s.k, s.id limit $4) as p
+            group by p.k
+        ) as g
+        order by g.k',
         source
-    ) using keys, after_key, after_id, max_rows + 1;
+    ) using keys, after_key, after_id, max_rows;
 end
 $$;
 revoke all on function private.sync_serve_whole(text, text [], text, uuid, integer, boolean)
@@ -476,7 +484,9 @@ grant execute on function private.sync_bucket_entry(
 -- Stable, so every query below sees the one snapshot that becomes the new cursor, and
 -- PostgREST runs it read-only (a read replica can serve it). Security invoker: the rows come
 -- through the caller's RLS; only ids of rows to drop come from sync_changes(), and only
--- whether a bucket changed from sync_changed_buckets(). Dropped and created again because its
+-- whether a bucket changed from sync_changed_buckets(). JIT off: the RLS subplans make a page
+-- of a few thousand rows look costly enough to compile, which took longer (~0.2 s) than
+-- serving the page. Dropped and created again because its
 -- result type changes from jsonb to json, which every client parses the same (PostgREST sends
 -- both as JSON); its grants are given again below.
 -- squawk-ignore ban-drop-function
@@ -486,6 +496,7 @@ returns json
 language plpgsql
 stable
 set search_path = ''
+set jit = off
 as $$
 declare
     snap pg_snapshot := private.sync_snapshot();
@@ -663,9 +674,9 @@ begin
             loop
                 k := page_entry.bucket_key;
                 seen_keys := seen_keys || k;
-                truncated := page_entry.total > budget;
-                served := least(page_entry.total, budget);
-                if truncated and page_entry.last_n = served then
+                served := page_entry.total;
+                truncated := served >= budget;
+                if truncated and page_entry.is_last then
                     partial_key := k;
                     resume_id := page_entry.last_id;
                 end if;
