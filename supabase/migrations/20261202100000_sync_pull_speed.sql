@@ -391,21 +391,35 @@ begin
             limit $4',
             spec.bucket_column, spec.table_name, spec.bucket_type, body
         );
+    elsif cardinality(keys) = 1 then
+        -- Resuming one bucket (sync_pull resumes a bucket alone): the rest of it, in id order,
+        -- straight off the index, with nothing to merge or sort.
+        source := format(
+            'select t.%1$I as k, t.id, %4$s as body from public.%2$I as t
+            where t.%1$I = $2::%3$s and t.id > $3
+            order by t.id
+            limit $4',
+            spec.bucket_column, spec.table_name, spec.bucket_type, body
+        );
     else
         source := format(
-            '(
-                select t.%1$I as k, t.id, %4$s as body from public.%2$I as t
-                where t.%1$I = $2::%3$s and t.id > $3
-                order by t.id
-                limit $4
-            )
-            union all
-            (
-                select t.%1$I, t.id, %4$s from public.%2$I as t
-                where t.%1$I = any($1::%3$s []) and t.%1$I > $2::%3$s
-                order by t.%1$I, t.id
-                limit $4
-            )',
+            'select s.* from (
+                (
+                    select t.%1$I as k, t.id, %4$s as body from public.%2$I as t
+                    where t.%1$I = $2::%3$s and t.id > $3
+                    order by t.id
+                    limit $4
+                )
+                union all
+                (
+                    select t.%1$I, t.id, %4$s from public.%2$I as t
+                    where t.%1$I = any($1::%3$s []) and t.%1$I > $2::%3$s
+                    order by t.%1$I, t.id
+                    limit $4
+                )
+            ) as s
+            order by s.k, s.id
+            limit $4',
             spec.bucket_column, spec.table_name, spec.bucket_type, body
         );
     end if;
@@ -417,7 +431,7 @@ begin
         from (
             select p.k, json_agg(p.body) as rows, count(*) as n,
                 max(p.id::text collate "C")::uuid as last_id
-            from (select s.* from (%s) as s order by s.k, s.id limit $4) as p
+            from (%s) as p
             group by p.k
         ) as g
         order by g.k',
