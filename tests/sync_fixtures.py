@@ -123,6 +123,22 @@ def bucket(
     }
 
 
+def columnar(response: dict[str, Any], order: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """``response`` (a version 1 page) as wire version 2: each bucket's rows as arrays of
+    values under its table's column list (``order``, or the columns of :data:`SCHEMA`)."""
+    names = order or {t["name"]: [c["name"] for c in t["columns"]] for t in SCHEMA["tables"]}
+    served = {b["table"] for b in response["buckets"] if b["rows"]}
+    return {
+        **response,
+        "version": 2,
+        "columns": {t: names[t] for t in served},
+        "buckets": [
+            {**b, "rows": [[row.get(n) for n in names[b["table"]]] for row in b["rows"]]}
+            for b in response["buckets"]
+        ],
+    }
+
+
 def new_storage(path: str = ":memory:") -> Storage:
     storage = Storage.open(path)
     storage.migrate(parse_schema(SCHEMA), SCHEMA)

@@ -54,7 +54,7 @@ def run_cache(job: dict[str, Any]) -> dict[str, Any]:
     class Sampling(Connector):
         def pull(self, request: PullRequest) -> PullResponse:
             response = super().pull(request)
-            state["rows"] += sum(len(b.rows) for b in response.buckets)
+            state["rows"] += sum(b.row_count for b in response.buckets)
             elapsed = time.perf_counter() - state["started"]
             samples.append([state["rows"], round(elapsed, 4), _rss_kb()])
             return response

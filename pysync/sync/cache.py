@@ -92,8 +92,10 @@ class SyncCache:
 
     #: Most ops in one ``sync_push`` call.
     batch_size = 200
-    #: Most rows and removals per pulled page.
-    page_limit = 1000
+    #: Most rows and removals per pulled page: a first sync costs a pull's fixed part (buckets
+    #: resolved, states parsed, one SQLite transaction) once per page, so pages are large; a
+    #: 5000-row page of 300-byte rows is about 1.5 MB of JSON.
+    page_limit = 5000
     #: Fetch the next page of a pull while the current one is applied.
     prefetch = True
     #: Push batches per sync before pulling anyway (a resolver that always conflicts must not

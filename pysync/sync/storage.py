@@ -736,10 +736,13 @@ class Storage:
                     self._clear_bucket_rows(b.table, b.key)
                 pending = self.pending_row_ids(b.table)
                 if pending:
-                    rebased = [row for row in b.rows if str(row["id"]) in pending]
-                    self._upsert_rows(spec, [r for r in b.rows if str(r["id"]) not in pending])
+                    rows = b.row_dicts()
+                    rebased = [row for row in rows if str(row["id"]) in pending]
+                    self._upsert_rows(spec, [r for r in rows if str(r["id"]) not in pending])
                     for row in rebased:
                         self._apply_row(spec, row, pending)
+                elif b.values:
+                    self._upsert_values(spec, b.columns, b.values)
                 else:
                     self._upsert_rows(spec, b.rows)
                 for row_id in b.removed:
@@ -803,6 +806,28 @@ class Storage:
                 if values[i] is not None:
                     values[i] = json.dumps(values[i])
             batch.append(values)
+        with self.lock:
+            self._conn.executemany(self._upsert_sql(spec.name, names), batch)
+        self._touched(spec.name)
+
+    def _upsert_values(
+        self, spec: TableSpec, columns: tuple[str, ...], values: Sequence[Sequence[Any]]
+    ) -> None:
+        """:meth:`_upsert_rows` for rows that arrive as arrays of values under ``columns`` (wire
+        version 2): when the server's column list is the local table's, as it is unless the
+        schema is changing, the arrays are the statement's parameters as they are."""
+        names = spec.column_names
+        json_at = [i for i, c in enumerate(spec.columns) if is_json_type(c.type)]
+        batch: Sequence[Sequence[Any]] = values
+        if columns != names or json_at:
+            position = {name: i for i, name in enumerate(columns)}
+            picks = [position.get(n) for n in names]
+            copied = [[None if i is None else v[i] for i in picks] for v in values]
+            for row in copied:
+                for i in json_at:
+                    if row[i] is not None:
+                        row[i] = json.dumps(row[i])
+            batch = copied
         with self.lock:
             self._conn.executemany(self._upsert_sql(spec.name, names), batch)
         self._touched(spec.name)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pysync.sync.errors import SyncError
 
 __all__ = [
+    "PULL_VERSION",
     "BucketPage",
     "BucketState",
     "ChecksumsResponse",
@@ -170,14 +171,22 @@ class Subscription:
         return {"stream": self.stream, "key": self.key}
 
 
+#: The newest ``sync_pull`` wire version this client speaks: 2 sends rows as arrays of values
+#: under a column list per table (version 1, objects, is what a request without ``version``
+#: gets).
+PULL_VERSION = 2
+
+
 @dataclass(frozen=True)
 class PullRequest:
     buckets: Mapping[str, BucketState] = field(default_factory=dict)
     subscriptions: tuple[Subscription, ...] = ()
     limit: int = 1000
+    version: int = PULL_VERSION
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "version": self.version,
             "buckets": {name: state.to_json() for name, state in sorted(self.buckets.items())},
             "subscriptions": [s.to_json() for s in self.subscriptions],
             "limit": self.limit,
@@ -186,7 +195,11 @@ class PullRequest:
 
 @dataclass(frozen=True)
 class BucketPage:
-    """One bucket's part of a pull page."""
+    """One bucket's part of a pull page.
+
+    A version 1 response carries its rows as objects (``rows``); a version 2 response as
+    arrays of values (``values``) in the order of ``columns``, its table's column list, which
+    the storage layer can insert without building a dict a row."""
 
     bucket: str
     table: str
@@ -199,6 +212,16 @@ class BucketPage:
     cursor: str | None
     round: str | None
     after: str | None
+    columns: tuple[str, ...] = ()
+    values: tuple[Sequence[Any], ...] = ()
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows) + len(self.values)
+
+    def row_dicts(self) -> list[Row]:
+        """Every row of the page as an object, whichever version carried it."""
+        return [*self.rows, *(dict(zip(self.columns, v, strict=True)) for v in self.values)]
 
     def next_state(self, previous: BucketState | None) -> BucketState:
         """The state to store and send back next time (rule 3 of the apply rules).
@@ -241,33 +264,58 @@ def split_bucket(name: str) -> tuple[str, str]:
     return table, key
 
 
-def _parse_page(b: Mapping[str, Any]) -> BucketPage:
+def _parse_page(b: Mapping[str, Any], columns: Mapping[str, tuple[str, ...]] | None) -> BucketPage:
     bucket = str(_need(b, "bucket", "sync_pull bucket"))
     table, key = split_bucket(bucket)
+    table = str(b.get("table") or table)
     state: Literal["new", "reset", "changed"] = b.get("state") or "changed"
     if state not in ("new", "reset", "changed"):
         raise SyncError(f"malformed sync_pull bucket {bucket}: state {state!r}")
+    served = b.get("rows") or ()
+    names: tuple[str, ...] = ()
+    values: tuple[Sequence[Any], ...] = ()
+    rows: tuple[Row, ...] = ()
+    if columns is None:
+        rows = tuple(dict(r) for r in served)
+    elif served:
+        names = columns.get(table, ())
+        if not names:
+            raise SyncError(f"malformed sync_pull page: rows of {table} without its columns")
+        if {len(v) for v in served} != {len(names)}:
+            raise SyncError(
+                f"malformed sync_pull bucket {bucket}: a row is not {len(names)} values"
+            )
+        values = tuple(served)
     return BucketPage(
         bucket=bucket,
-        table=str(b.get("table") or table),
+        table=table,
         key=str(b.get("key") or key),
         streams=tuple(b.get("streams") or ()),
         state=state,
-        rows=tuple(dict(r) for r in b.get("rows") or ()),
+        rows=rows,
         removed=tuple(str(i) for i in b.get("removed") or ()),
         complete=bool(b.get("complete", True)),
         cursor=b.get("cursor"),
         round=b.get("round"),
         after=None if b.get("after") is None else str(b["after"]),
+        columns=names,
+        values=values,
     )
 
 
 def parse_pull(obj: Any) -> PullResponse:
+    """A ``sync_pull`` response of either version (``version`` absent: 1)."""
+    version = obj.get("version", 1) if isinstance(obj, Mapping) else 1
+    columns: dict[str, tuple[str, ...]] | None = None
+    if version != 1:
+        if version != PULL_VERSION:
+            raise SyncError(f"sync_pull answered in wire version {version!r}, which is unknown")
+        columns = {str(t): tuple(c) for t, c in (obj.get("columns") or {}).items()}
     return PullResponse(
         snapshot=str(_need(obj, "snapshot", "sync_pull")),
         server_time=parse_server_time(_need(obj, "server_time", "sync_pull")),
         schema_hash=str(obj.get("schema_hash") or ""),
-        buckets=tuple(_parse_page(b) for b in obj.get("buckets") or ()),
+        buckets=tuple(_parse_page(b, columns) for b in obj.get("buckets") or ()),
         unchanged=tuple(obj.get("unchanged") or ()),
         removed_buckets=tuple(obj.get("removed_buckets") or ()),
         denied=tuple(

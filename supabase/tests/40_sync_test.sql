@@ -7,7 +7,7 @@
 -- tests.cursor_before() is a snapshot that has not seen this transaction's writes,
 -- tests.cursor_after() one that has (as if it had committed).
 begin;
-select plan(69);
+select plan(75);
 
 -- helpers (rolled back with the rest: the tests schema never reaches a real project) ---------
 
@@ -53,6 +53,13 @@ returns jsonb
 language sql
 immutable
 as $$ select b from jsonb_array_elements(response -> 'buckets') as b where b ->> 'bucket' = bucket $$;
+
+-- The same of the json that sync_pull returns.
+create function tests.bucket(response json, bucket text)
+returns jsonb
+language sql
+immutable
+as $$ select tests.bucket(response::jsonb, bucket) $$;
 
 -- The ids of a bucket entry's rows, sorted.
 create function tests.row_ids(entry jsonb)
@@ -264,6 +271,29 @@ select ok(
     'clients cannot register tables, run the capture trigger or send nudges'
 );
 
+-- the schema hash (compiled from the registry) follows the synced tables' columns -------------------
+
+select set_config('tests.hash', private.sync_schema_hash(), true);
+savepoint before_alter;
+alter table public.course_content add column pgtap_probe text;
+select isnt(
+    private.sync_schema_hash(), current_setting('tests.hash'),
+    'a column added by a plain alter table changes the schema hash'
+);
+select ok(
+    (select v.body::jsonb ? 'pgtap_probe' and v.body::jsonb ->> 'id' = 'e0000000-0000-4000-8000-000000000001'
+     from private.sync_visible_rows(
+         'course_content', array['e0000000-0000-4000-8000-000000000001']::uuid [], false,
+         private.sync_schema_hash()
+     ) as v),
+    'rows served after it carry the new column (the compiled column list is not used)'
+);
+rollback to savepoint before_alter;
+select is(
+    private.sync_schema_hash(), current_setting('tests.hash'),
+    'and the hash is the same again once the column is gone'
+);
+
 -- sync_schema, as a student ---------------------------------------------------------------------
 
 select set_config(
@@ -319,9 +349,41 @@ select is(
 );
 select ok(
     (select bool_and(b -> 'cursor' = p -> 'snapshot')
-     from (select public.sync_pull('{}') as p) as pull
+     from (select public.sync_pull('{}')::jsonb as p) as pull
      cross join jsonb_array_elements(p -> 'buckets') as b),
     'a bucket served whole gets the pull''s snapshot as its cursor'
+);
+select is(
+    (select array_agg(r ->> 0 order by r ->> 0) from jsonb_array_elements(
+        tests.bucket(public.sync_pull('{"version": 2}'), 'course_content:d0000000-0000-4000-8000-000000000001')
+        -> 'rows'
+    ) as r),
+    tests.row_ids(tests.bucket(public.sync_pull('{}'), 'course_content:d0000000-0000-4000-8000-000000000001')),
+    'version 2 serves the same rows, as arrays whose first value is the id'
+);
+select is(
+    (select jsonb_build_object('version', p -> 'version', 'columns', p -> 'columns' -> 'course_content')
+     from (select public.sync_pull('{"version": 2}')::jsonb as p) as pull),
+    jsonb_build_object('version', 2, 'columns', (
+        select jsonb_agg(c -> 'name')
+        from jsonb_array_elements(public.sync_schema() -> 'tables') as t
+        cross join jsonb_array_elements(t -> 'columns') as c
+        where t ->> 'name' = 'course_content'
+    )),
+    'a version 2 response says so, with each served table''s columns as sync_schema lists them'
+);
+select is(
+    (select jsonb_agg(r order by r ->> 'id') from jsonb_array_elements(
+        tests.bucket(public.sync_pull('{}'), 'course_content:d0000000-0000-4000-8000-000000000001') -> 'rows'
+    ) as r),
+    (select jsonb_agg(o order by o ->> 'id') from (
+        select (select jsonb_object_agg(n.name, v.value) from jsonb_array_elements_text(pull.p -> 'columns' -> 'course_content')
+                    with ordinality as n (name, i)
+                join jsonb_array_elements(r) with ordinality as v (value, i) on v.i = n.i) as o
+        from (select public.sync_pull('{"version": 3}')::jsonb as p) as pull
+        cross join jsonb_array_elements(tests.bucket(pull.p::json, 'course_content:d0000000-0000-4000-8000-000000000001') -> 'rows') as r
+    ) as rows),
+    'a version the server does not know gets its newest; its arrays under the columns are version 1''s objects'
 );
 select ok(
     tests.bucket(public.sync_pull('{}'), 'course_content:d0000000-0000-4000-8000-000000000002') is null,
@@ -357,7 +419,7 @@ select ok(
 select is(
     public.sync_pull(
         '{"buckets": {"course_content:d0000000-0000-4000-8000-000000000001": {"cursor": null}}}'
-    ) -> 'removed_buckets',
+    )::jsonb -> 'removed_buckets',
     '["course_content:d0000000-0000-4000-8000-000000000001"]'::jsonb,
     'a bucket he claims without holding it is in removed_buckets'
 );
@@ -373,7 +435,7 @@ select is(
     public.sync_pull('{"subscriptions": [
         {"stream": "course_preview", "key": "d0000000-0000-4000-8000-000000000003"},
         {"stream": "no_such_stream", "key": "x"}
-    ]}') -> 'denied',
+    ]}')::jsonb -> 'denied',
     '[{"stream": "course_preview", "key": "d0000000-0000-4000-8000-000000000003", "reason": "not allowed"},
       {"stream": "no_such_stream", "key": "x", "reason": "unknown stream"}]'::jsonb,
     'a subscription to a draft course or an unknown stream is denied, with the reason'
@@ -424,7 +486,7 @@ select is(
 select is(
     public.sync_pull(jsonb_build_object('buckets', jsonb_build_object(
         'course_content:d0000000-0000-4000-8000-000000000001', jsonb_build_object('cursor', tests.cursor_after())
-    ))) -> 'unchanged',
+    )))::jsonb -> 'unchanged',
     '["course_content:d0000000-0000-4000-8000-000000000001"]'::jsonb,
     'a cursor that has seen those writes finds the bucket unchanged'
 );
