@@ -614,9 +614,9 @@ begin
     stored := private.sync_stored_results(
         client_id, array(select (o ->> 'op_id')::bigint from jsonb_array_elements(ops) as o)
     );
-    runs := private.sync_push_runs(ops, stored);
-
     total := jsonb_array_length(ops);
+    runs := case when total > 1 then private.sync_push_runs(ops, stored) else '{}' end;
+
     while first < total loop
         -- The client transaction: consecutive ops with the same tx_id (no tx_id: the op alone).
         last := first;
