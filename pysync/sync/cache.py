@@ -424,7 +424,7 @@ class SyncCache:
         conflicts: list[tuple[ConflictContext, dict[str, Any] | None]] = []
         with self._storage.transaction():
             for op, result in zip(batch, response.results, strict=True):
-                if self._storage.op(op.op_id) is None:
+                if not self._storage.has_op(op.op_id):
                     continue  # already followed a rejected op to dead letters
                 if result.status == "applied":
                     self._storage.remove_op(op.op_id)

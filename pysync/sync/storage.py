@@ -522,44 +522,62 @@ class Storage:
         row = self._one("SELECT * FROM _sync_outbox WHERE op_id = ?", (op_id,))
         return None if row is None else self._op(row)
 
+    def has_op(self, op_id: int) -> bool:
+        """Whether the op is still pending (without decoding it)."""
+        return self._one("SELECT 1 AS one FROM _sync_outbox WHERE op_id = ?", (op_id,)) is not None
+
     def push_batch(self, limit: int) -> list[OutboxOp]:
         """The next ops to push: by priority (critical, normal, background), then in order.
 
         A client transaction is never split, and an op is never sent before an earlier op on
-        the same row (the server applies the array in order)."""
-        ops = [
-            self._op(r)
-            for r in self._all(f"SELECT * FROM _sync_outbox ORDER BY {_PRIORITY_ORDER}, op_id")  # noqa: S608
+        the same row (the server applies the array in order). The choice is made on the
+        queue's keys alone; only the chosen ops are read whole (a long queue is not decoded
+        again for every batch)."""
+        queue = [
+            (r["op_id"], r["tx_id"], r["tbl"], r["row_id"])
+            for r in self._all(
+                "SELECT op_id, tx_id, tbl, row_id FROM _sync_outbox"  # noqa: S608
+                f" ORDER BY {_PRIORITY_ORDER}, op_id"
+            )
         ]
-        groups: dict[str, list[OutboxOp]] = {}
-        for op in sorted(ops, key=lambda o: o.op_id):
-            groups.setdefault(op.tx_id, []).append(op)
+        in_order = sorted(queue)
+        groups: dict[str, list[int]] = {}
+        for op_id, tx_id, _table, _row in in_order:
+            groups.setdefault(tx_id, []).append(op_id)
         earlier: dict[int, list[int]] = {}
         by_row: dict[tuple[str, str], list[int]] = {}
-        for op in sorted(ops, key=lambda o: o.op_id):
-            ids = by_row.setdefault((op.table, op.row_id), [])
-            earlier[op.op_id] = list(ids)
-            ids.append(op.op_id)
-        batch: list[OutboxOp] = []
+        for op_id, _tx, table, row_id in in_order:
+            ids = by_row.setdefault((table, row_id), [])
+            earlier[op_id] = list(ids)
+            ids.append(op_id)
+        chosen: list[int] = []
         taken: set[int] = set()
         progress = True
-        while progress and len(batch) < limit:
+        while progress and len(chosen) < limit:
             progress = False
-            for op in ops:
-                if op.op_id in taken:
+            for op_id, tx_id, _table, _row in queue:
+                if op_id in taken:
                     continue
-                group = groups[op.tx_id]
-                members = {o.op_id for o in group}
-                if any(
-                    e not in taken and e not in members for o in group for e in earlier[o.op_id]
-                ):
+                group = groups[tx_id]
+                members = set(group)
+                if any(e not in taken and e not in members for o in group for e in earlier[o]):
                     continue  # an earlier op on one of its rows waits in a later priority
-                if batch and len(batch) + len(group) > limit:
-                    return batch
-                batch.extend(group)
+                if chosen and len(chosen) + len(group) > limit:
+                    return self._ops(chosen)
+                chosen.extend(group)
                 taken.update(members)
                 progress = True
-        return batch
+        return self._ops(chosen)
+
+    def _ops(self, op_ids: Sequence[int]) -> list[OutboxOp]:
+        """These pending ops, decoded, in the order given."""
+        found: dict[int, OutboxOp] = {}
+        for start in range(0, len(op_ids), 500):
+            chunk = op_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._all(f"SELECT * FROM _sync_outbox WHERE op_id IN ({marks})", chunk):  # noqa: S608
+                found[row["op_id"]] = self._op(row)
+        return [found[op_id] for op_id in op_ids]
 
     def remove_op(self, op_id: int) -> None:
         self._run("DELETE FROM _sync_outbox WHERE op_id = ?", (op_id,))

@@ -116,9 +116,10 @@ select is_empty(
       where not exists (
           select 1 from pg_trigger as g
           where g.tgrelid = format('public.%I', t.table_name)::regclass and g.tgname = want.tgname
-              and g.tgfoid = 'private.sync_capture_changes()'::regprocedure and g.tgenabled = 'O'
+              and g.tgfoid = format('private.%I()', private.sync_capture_function(t.table_name))::regprocedure
+              and g.tgenabled = 'O'
       )$$,
-    'every registered table has its three enabled sync_capture_* triggers'
+    'every registered table has its three enabled sync_capture_* triggers, running its generated function'
 );
 select is_empty(
     $$select t.table_name from private.sync_tables as t
@@ -130,12 +131,12 @@ select is_empty(
     'every registered table stamps version and sync_xid on every write (stamp_synced_row)'
 );
 select is_empty(
-    $$select t.table_name || ': ' || g.tgname
+    $$select t.table_name
       from private.sync_tables as t
-      join pg_trigger as g on g.tgrelid = format('public.%I', t.table_name)::regclass
-      where g.tgname like 'sync\_capture\_%'
-          and encode(g.tgargs, 'escape') <> t.bucket_column || '\000'$$,
-    'every capture trigger records the bucket column the registry names'
+      join pg_proc as p
+          on p.oid = format('private.%I()', private.sync_capture_function(t.table_name))::regprocedure
+      where strpos(p.prosrc, 'o.' || quote_ident(t.bucket_column) || '::text') = 0$$,
+    'every generated capture function keys buckets by the bucket column the registry names'
 );
 select is_empty(
     $$select t.table_name from private.sync_tables as t
@@ -266,7 +267,7 @@ select is_empty(
 );
 select ok(
     not has_function_privilege('authenticated', 'private.sync_register_table(text, text, text[], text[], text, text[])', 'execute')
-    and not has_function_privilege('authenticated', 'private.sync_capture_changes()', 'execute')
+    and not has_function_privilege('authenticated', 'private.sync_capture_messages()', 'execute')
     and not has_function_privilege('authenticated', 'private.sync_nudge(text, text[])', 'execute'),
     'clients cannot register tables, run the capture trigger or send nudges'
 );
