@@ -65,6 +65,7 @@ class Settings:
     #: ``SUPABASE_JWT_SECRET``: signs and verifies access tokens.
     jwt_secret: str = LOCAL_JWT_SECRET
     #: ``SUPABASE_URL``, ``SUPABASE_ANON_KEY``, ``SUPABASE_SERVICE_ROLE_KEY``: a real project's API.
+    #: ``SUPABASE_PUBLISHABLE_KEY`` / ``SUPABASE_SECRET_KEY`` (the new keys) win when set.
     supabase_url: str | None = None
     anon_key: str | None = field(default=None, repr=False)
     service_role_key: str | None = field(default=None, repr=False)
@@ -109,7 +110,11 @@ class Settings:
             db_url=db_url,
             jwt_secret=jwt_secret,
             supabase_url=values.get("SUPABASE_URL") or None,
-            anon_key=values.get("SUPABASE_ANON_KEY") or None,
-            service_role_key=values.get("SUPABASE_SERVICE_ROLE_KEY") or None,
+            anon_key=values.get("SUPABASE_PUBLISHABLE_KEY")
+            or values.get("SUPABASE_ANON_KEY")
+            or None,
+            service_role_key=values.get("SUPABASE_SECRET_KEY")
+            or values.get("SUPABASE_SERVICE_ROLE_KEY")
+            or None,
             pg_major=parse_pg_major(values.get("PYSYNC_PG_MAJOR")),
         )

@@ -19,11 +19,12 @@ from jwt.algorithms import ECAlgorithm
 from pysync.auth import LocalAuth, mint_access_token
 from pysync.auth.jwks_server import JwksServer
 from pysync.auth.keys import SigningKey
-from pysync.config import LOCAL_JWT_SECRET
+from pysync.config import LOCAL_JWT_SECRET, Settings
 from pysync.gateway import Identity, PostgresGateway, Unauthorized, Unavailable
 from pysync.gateway.context import resolve_claims
 from pysync.gateway.jwks import JwksKeys
 from pysync.localdb import LocalDatabase
+from tests.helpers import PROJECT_ROOT
 from tests.test_gateway_contract import FIXTURE_SQL
 
 
@@ -183,3 +184,14 @@ def test_the_gateway_runs_asymmetric_tokens_as_their_user(local_db: LocalDatabas
                 ).rpc("gw_whoami")
     finally:
         local_db.drop_database(name)
+
+
+@pytest.mark.live
+def test_a_live_projects_jwks_is_fetched_and_parsed() -> None:
+    settings = Settings.load(PROJECT_ROOT)
+    if not settings.supabase_url:
+        pytest.skip("the live JWKS check needs SUPABASE_URL (a real project)")
+    jwks = JwksKeys.for_project(settings.supabase_url)
+    with pytest.raises(Unauthorized, match="no published signing key"):
+        jwks.key_for("no-such-kid")
+    assert jwks.fetches == 1

@@ -117,3 +117,20 @@ class JwksKeys:
                 status=401,
             )
         return key
+
+    def verify(self, token: str, *, audience: str | None = None) -> dict[str, Any]:
+        """The claims of an asymmetric ``token`` whose signature and ``exp`` hold (what
+        supabase-js's ``getClaims()`` checks); :class:`Unauthorized` otherwise."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self.key_for(kid)
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.key,
+                algorithms=[key.algorithm_name],
+                audience=audience,
+                options={"verify_aud": audience is not None},
+            )
+        except jwt.InvalidTokenError as exc:
+            raise Unauthorized(f"JWT invalid: {exc}", code="PGRST301", status=401) from exc
+        return claims
