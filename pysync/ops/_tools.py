@@ -13,6 +13,7 @@ import subprocess
 
 import psycopg
 
+from pysync.config import DEFAULT_PG_MAJOR
 from pysync.dsn import split_password
 from pysync.errors import BackupError
 from pysync.localdb.binaries import PgInstall, client_candidates
@@ -57,10 +58,13 @@ def _first_error(output: str) -> str:
 
 
 def run_tool(
-    program: str, *args: str, install: PgInstall, url: str | None = None
+    program: str, *args: str, install: PgInstall | None = None, url: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``program`` of ``install`` (``--dbname`` set from ``url`` when given); raise on
-    failure."""
+    failure. Without ``install``: client programs new enough for the server at ``url``
+    (PostgreSQL 15's without one)."""
+    if install is None:
+        install = client_install(server_major(url) if url else DEFAULT_PG_MAJOR)
     env = dict(os.environ)
     cmd = [str(install.program(program)), *args]
     if url is not None:
