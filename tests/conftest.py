@@ -3,6 +3,7 @@ Supabase-emulation template, and connections whose work is rolled back."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pysync.config import LOCAL_JWT_SECRET
+from pysync.config import LOCAL_JWT_SECRET, parse_pg_major
 from pysync.localdb import LocalDatabase
 from pysync.localdb.pooler import Pooler, pgbouncer_path
 from pysync.localdb.replica import ReadReplica, pg_basebackup_available
@@ -28,9 +29,14 @@ def session_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def local_db(session_dir: Path) -> Iterator[LocalDatabase]:
-    """The test session's own embedded database (not the developer's)."""
+    """The test session's own embedded database (not the developer's), of the major that
+    ``PYSYNC_PG_MAJOR`` names (``make test`` runs the ``sql_suite`` tests again on 17)."""
     db = LocalDatabase(
-        session_dir / "pg", jwt_secret=LOCAL_JWT_SECRET, fast=True, preferred_port=None
+        session_dir / "pg",
+        jwt_secret=LOCAL_JWT_SECRET,
+        fast=True,
+        preferred_port=None,
+        pg_major=parse_pg_major(os.environ.get("PYSYNC_PG_MAJOR")),
     )
     db.start()
     yield db
@@ -54,8 +60,11 @@ def pooler(local_db: LocalDatabase, session_dir: Path) -> Iterator[Pooler]:
 def replica(local_db: LocalDatabase, session_dir: Path) -> Iterator[ReadReplica]:
     """A streaming hot standby of the session's cluster (``pg_basebackup -R``), for the
     modules that need one; ``wait_for_replay()`` before reading what the primary wrote."""
-    if not pg_basebackup_available():
-        pytest.skip("pg_basebackup is not installed (apt-get install postgresql-15)")
+    if not pg_basebackup_available(local_db.cluster.pg_major):
+        pytest.skip(
+            f"no pg_basebackup for PostgreSQL {local_db.cluster.pg_major} "
+            "(Debian's postgresql-15 has it; the npm registry's 17 build has server programs only)"
+        )
     made = ReadReplica(local_db, session_dir / f"replica-{uuid.uuid4().hex[:8]}")
     made.start()
     yield made

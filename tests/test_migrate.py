@@ -16,6 +16,9 @@ from pysync.errors import MigrationDriftError, MigrationError, MigrationFileErro
 from pysync.migrate import discover_migrations, inspect, new_migration, push
 from tests.helpers import connect, write_project
 
+#: Run on PostgreSQL 15 and again on 17 by `make test`.
+pytestmark = pytest.mark.sql_suite
+
 Conn = psycopg.Connection[Any]
 
 FIRST = "20260101000000_create_courses.sql"

@@ -9,15 +9,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
+import pytest
 
 from pysync.config import Settings
 from pysync.migrate import discover_migrations, inspect
 from pysync.migrate.lint import lint_paths
 from tests.helpers import PROJECT_ROOT, acting_as
 
+#: Run on PostgreSQL 15 and again on 17 by `make test` (the lint, which asks no server, once).
+sql_suite = pytest.mark.sql_suite
+
 SQL_TESTS = PROJECT_ROOT / "supabase" / "tests"
 
 
+@sql_suite
 def test_every_migration_is_applied_without_drift(app_conn: psycopg.Connection[Any]) -> None:
     status = inspect(app_conn, PROJECT_ROOT / "supabase" / "migrations")
     files = discover_migrations(PROJECT_ROOT / "supabase" / "migrations")
@@ -26,6 +31,7 @@ def test_every_migration_is_applied_without_drift(app_conn: psycopg.Connection[A
     assert [m.version for m in status.applied] == [f.version for f in files]
 
 
+@sql_suite
 def test_seed_created_gotrue_style_users(app_conn: psycopg.Connection[Any]) -> None:
     rows = app_conn.execute(
         "select u.email, u.confirmation_token, i.provider"
@@ -35,6 +41,7 @@ def test_seed_created_gotrue_style_users(app_conn: psycopg.Connection[Any]) -> N
     assert all(token == "" and provider == "email" for _, token, provider in rows)
 
 
+@sql_suite
 def test_seeded_password_verifies_with_pgcrypto(app_conn: psycopg.Connection[Any]) -> None:
     row = app_conn.execute(
         "select encrypted_password = extensions.crypt('password123', encrypted_password)"
@@ -43,6 +50,7 @@ def test_seeded_password_verifies_with_pgcrypto(app_conn: psycopg.Connection[Any
     assert row == (True,)
 
 
+@sql_suite
 def test_every_public_table_has_rls(app_conn: psycopg.Connection[Any]) -> None:
     unprotected = app_conn.execute(
         "select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace"
@@ -52,6 +60,7 @@ def test_every_public_table_has_rls(app_conn: psycopg.Connection[Any]) -> None:
     assert unprotected == []
 
 
+@sql_suite
 def test_private_schema_is_not_readable_by_clients(app_conn: psycopg.Connection[Any]) -> None:
     with acting_as(app_conn, "anon"):
         row = app_conn.execute(
@@ -65,6 +74,7 @@ def test_migrations_and_policies_lint_clean() -> None:
     assert [f.as_dict() for f in findings] == []
 
 
+@sql_suite
 def test_pgtap_suite_passes(app_url: str) -> None:
     pg_prove = shutil.which("pg_prove")
     assert pg_prove, "pg_prove is missing: run `make test` (it installs pgTAP and pg_prove)"

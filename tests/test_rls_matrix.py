@@ -16,6 +16,9 @@ from pysync.rls.world import build_world
 from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT
 
+#: Run on PostgreSQL 15 and again on 17 by `make test`.
+pytestmark = pytest.mark.sql_suite
+
 MATRIX = PROJECT_ROOT / "policies" / "matrix.toml"
 Conn = psycopg.Connection[Any]
 

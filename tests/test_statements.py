@@ -33,6 +33,19 @@ def test_split_keeps_bodies_and_lines_together() -> None:
     assert statements[3].text.endswith("end")
 
 
+def test_postgresql_17_syntax_splits_as_the_server_sees_it() -> None:
+    # Each statement is new in PostgreSQL 17 (JSON_TABLE, MERGE ... RETURNING, COPY's
+    # ON_ERROR); PostgreSQL 15's grammar refuses all three.
+    source = (
+        "select * from json_table('[1, 2]'::jsonb, '$[*]' columns (x int path '$'));\n"
+        "merge into t using s on t.id = s.id when matched then delete returning merge_action();\n"
+        "copy t from stdin with (on_error ignore);\n"
+    )
+    statements = split_statements(source)
+    assert [s.line for s in statements] == [1, 2, 3]
+    assert statements[1].text.endswith("returning merge_action()")
+
+
 def test_line_at_maps_positions_inside_a_statement() -> None:
     statements = split_statements("select 1;\n\ncreate table t (\n  id int,\n  bad nope\n);\n")
     create = statements[1]

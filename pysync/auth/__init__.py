@@ -1,6 +1,7 @@
 """Who is calling: local users and tokens as GoTrue makes them, and production sessions."""
 
 from pysync.auth.errors import AuthError
+from pysync.auth.keys import SigningKey, jwks_document
 from pysync.auth.local import LocalAuth
 from pysync.auth.session import AuthSession, Clock, SupabaseSession
 from pysync.auth.tokens import (
@@ -37,12 +38,14 @@ __all__ = [
     "Clock",
     "LocalAuth",
     "LocalUser",
+    "SigningKey",
     "SupabaseSession",
     "UserRecord",
     "create_user",
     "delete_user",
     "find_user",
     "get_user",
+    "jwks_document",
     "list_users",
     "mint_access_token",
     "mint_api_key",

@@ -20,6 +20,7 @@ from psycopg.rows import dict_row
 
 from pysync.auth import users
 from pysync.auth.errors import AuthError
+from pysync.auth.keys import SigningKey, jwks_document
 from pysync.auth.session import AuthSession
 from pysync.auth.tokens import LOCAL_AUTH_ISSUER
 from pysync.auth.users import GOTRUE_BCRYPT_COST, INSTANCE_ID, LocalUser
@@ -29,7 +30,12 @@ __all__ = ["GOTRUE_BCRYPT_COST", "INSTANCE_ID", "LocalAuth", "LocalUser"]
 
 
 class LocalAuth:
-    """Create users and sign sessions for them in a local database (``url`` as ``postgres``)."""
+    """Create users and sign sessions for them in a local database (``url`` as ``postgres``).
+
+    Tokens are signed with ``jwt_secret`` (HS256, the legacy secret), or, given
+    ``signing_key``, with that asymmetric key as a project on Supabase's signing keys does;
+    :meth:`jwks` is then what the project would publish for verifiers.
+    """
 
     def __init__(
         self,
@@ -39,9 +45,11 @@ class LocalAuth:
         issuer: str = LOCAL_AUTH_ISSUER,
         bcrypt_cost: int = GOTRUE_BCRYPT_COST,
         expires_in: int = 3600,
+        signing_key: SigningKey | None = None,
     ) -> None:
         self._url = url
         self._secret = jwt_secret
+        self.signing_key = signing_key
         self._issuer = issuer
         self._cost = bcrypt_cost
         self._expires_in = expires_in
@@ -106,11 +114,15 @@ class LocalAuth:
         return users.open_session(
             conn,
             user_id,
-            self._secret,
+            self.signing_key or self._secret,
             issuer=self._issuer,
             expires_in=self._expires_in,
             now=now,
         )
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWKS a project signing with :attr:`signing_key` publishes (empty without one)."""
+        return jwks_document([self.signing_key] if self.signing_key else [])
 
     def identity(self, user: LocalUser | str) -> Identity:
         """A gateway identity for ``user``, with a freshly signed access token."""

@@ -22,6 +22,7 @@ from supabase_auth.errors import AuthError as SupabaseAuthError
 from supabase_auth.types import AuthResponse, Session
 
 from pysync.auth.errors import AuthError
+from pysync.gateway.apikeys import request_headers
 from pysync.gateway.identity import Identity
 
 __all__ = ["AuthSession", "Clock", "SupabaseSession"]
@@ -104,7 +105,7 @@ class SupabaseSession:
         """A session manager for the project at ``url`` (``https://<ref>.supabase.co``)."""
         client = SyncGoTrueClient(
             url=f"{url.rstrip('/')}/auth/v1",
-            headers={"apikey": anon_key, "Authorization": f"Bearer {anon_key}"},
+            headers=request_headers(anon_key, None),
             auto_refresh_token=False,
             persist_session=False,
             http_client=http_client,

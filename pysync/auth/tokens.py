@@ -1,4 +1,5 @@
-"""Tokens signed with the project's JWT secret, shaped exactly as Supabase issues them.
+"""Tokens signed with the project's JWT secret or a signing key, shaped exactly as Supabase
+issues them.
 
 * Access tokens carry GoTrue's claims, in GoTrue's order (``internal/tokens/service.go``,
   ``AccessTokenClaims``): ``iss sub aud exp iat email phone app_metadata user_metadata role
@@ -7,6 +8,9 @@
 * API keys are what ``supabase start`` prints: ``{"iss": "supabase-demo", "role": …,
   "exp": 1983812996}``. Signed with the local secret they are byte for byte the well-known
   local anon and service_role keys.
+* A project on asymmetric signing keys signs access tokens with its current
+  :class:`~pysync.auth.keys.SigningKey` (ES256 or RS256, ``kid`` in the header) instead of
+  the shared secret; API keys stay as they are.
 """
 
 from __future__ import annotations
@@ -18,13 +22,19 @@ from typing import Any, Literal
 
 import jwt
 
+from pysync.auth.keys import SigningKey
+
 __all__ = [
     "DEMO_KEY_EXPIRY",
     "DEMO_KEY_ISSUER",
     "LOCAL_AUTH_ISSUER",
+    "Signer",
     "mint_access_token",
     "mint_api_key",
 ]
+
+#: What signs access tokens: the legacy shared secret (HS256) or an asymmetric signing key.
+Signer = str | SigningKey
 
 #: ``iss`` of local access tokens: the local stack's ``API_EXTERNAL_URL`` + ``/auth/v1``.
 LOCAL_AUTH_ISSUER = "http://127.0.0.1:54321/auth/v1"
@@ -34,7 +44,7 @@ DEMO_KEY_EXPIRY = 1983812996
 
 
 def mint_access_token(
-    secret: str,
+    secret: Signer,
     *,
     user_id: str,
     email: str | None = None,
@@ -51,7 +61,8 @@ def mint_access_token(
     expires_in: int = 3600,
     now: int | None = None,
 ) -> str:
-    """An access token for a user, as GoTrue signs one after a password sign-in."""
+    """An access token for a user, as GoTrue signs one after a password sign-in: HS256 with
+    a secret, or the signing key's algorithm with its ``kid``."""
     issued_at = int(time.time()) if now is None else now
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -71,6 +82,8 @@ def mint_access_token(
         "session_id": session_id or str(uuid.uuid4()),
         "is_anonymous": is_anonymous,
     }
+    if isinstance(secret, SigningKey):
+        return secret.sign(claims)
     return jwt.encode(claims, secret, algorithm="HS256")
 
 

@@ -35,7 +35,7 @@ from psycopg.types.json import Jsonb
 
 from pysync.auth.errors import AuthError
 from pysync.auth.session import AuthSession
-from pysync.auth.tokens import LOCAL_AUTH_ISSUER, mint_access_token
+from pysync.auth.tokens import LOCAL_AUTH_ISSUER, Signer, mint_access_token
 
 __all__ = [
     "APP_ROLES",
@@ -309,7 +309,7 @@ def delete_user(conn: Conn, email: str) -> UserRecord:
 def open_session(
     conn: Conn,
     user_id: str,
-    jwt_secret: str,
+    jwt_secret: Signer,
     *,
     issuer: str = LOCAL_AUTH_ISSUER,
     expires_in: int = 3600,
@@ -353,7 +353,7 @@ def open_session(
 def mint_user_token(
     conn: Conn,
     email: str,
-    jwt_secret: str,
+    jwt_secret: Signer,
     *,
     issuer: str = LOCAL_AUTH_ISSUER,
     expires_in: int = 3600,

@@ -28,6 +28,7 @@ from storage3.exceptions import StorageApiError
 from pysync.datasources._base import Context
 from pysync.datasources.models import StoredObject, parse
 from pysync.gateway import GatewayError, Identity, IdentityKind, NotFound, asc, eq, ilike, in_
+from pysync.gateway.apikeys import request_headers
 from pysync.gateway.errors import error_for
 
 __all__ = ["STORAGE_PRE_REQUEST", "LocalStorage", "SupabaseStorage"]
@@ -152,8 +153,8 @@ class SupabaseStorage:
 
     def _client(self) -> SyncStorageClient:
         identity = self._identity()
-        bearer = identity.token if identity.kind is IdentityKind.TOKEN else None
-        headers = {"apikey": self._anon_key, "Authorization": f"Bearer {bearer or self._anon_key}"}
+        token = identity.token if identity.kind is IdentityKind.TOKEN else None
+        headers = request_headers(self._anon_key, token)
         return SyncStorageClient(self._url, headers, http_client=self._http)
 
     def upload(

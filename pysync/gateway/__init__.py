@@ -7,6 +7,7 @@ in every transaction, so row level security decides exactly as it would behind t
 
 from typing import TYPE_CHECKING
 
+from pysync.gateway.apikeys import ApiKeys
 from pysync.gateway.errors import (
     Conflict,
     GatewayError,
@@ -38,6 +39,7 @@ from pysync.gateway.filters import (
     or_,
 )
 from pysync.gateway.identity import Identity, IdentityKind
+from pysync.gateway.jwks import JwksKeys
 from pysync.gateway.postgres import PostgresGateway
 from pysync.gateway.postgrest import PostgrestGateway
 from pysync.gateway.protocol import Columns, Gateway, Row, SelectResult
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     _postgrest: type[Gateway] = PostgrestGateway
 
 __all__ = [
+    "ApiKeys",
     "Columns",
     "Conflict",
     "Filter",
@@ -56,6 +59,7 @@ __all__ = [
     "Identity",
     "IdentityKind",
     "InvalidInput",
+    "JwksKeys",
     "NotFound",
     "Op",
     "Order",

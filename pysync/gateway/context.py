@@ -38,6 +38,7 @@ import jwt
 
 from pysync.gateway.errors import Unauthorized
 from pysync.gateway.identity import Identity, IdentityKind
+from pysync.gateway.jwks import JwksKeys
 
 __all__ = [
     "HOISTED_FUNCTION_SETTINGS",
@@ -120,9 +121,32 @@ def _request_claims(claims: Mapping[str, Any], anon_role: str) -> RequestClaims:
     return RequestClaims.of(role, {**claims, "role": role})
 
 
+def _verifying_key(token: str, secret: str, jwks: JwksKeys | None) -> tuple[Any, list[str]]:
+    """The key that must have signed ``token`` and the one algorithm it may use: the shared
+    secret for HS256 (legacy), else the published key the header's ``kid`` names, with that
+    key's own algorithm, so no token can pick how it is checked (no HS256 signed with a
+    public key, no ``none``)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise _invalid(f"JWT invalid: {exc}") from exc
+    algorithm = header.get("alg")
+    if algorithm in _HMAC_ALGORITHMS:
+        return secret, _HMAC_ALGORITHMS
+    if jwks is None:
+        raise _invalid(
+            f"JWT invalid: a {algorithm} token needs the project's JWKS, and this gateway "
+            "has only the JWT secret"
+        )
+    key = jwks.key_for(header.get("kid"))
+    if key.algorithm_name != algorithm:
+        raise _invalid(f"JWT invalid: the key {key.key_id!r} signs {key.algorithm_name}")
+    return key.key, [key.algorithm_name]
+
+
 @lru_cache(maxsize=1024)
 def _verified(
-    token: str, secret: str, audience: str | None, anon_role: str
+    token: str, secret: str, jwks: JwksKeys | None, audience: str | None, anon_role: str
 ) -> tuple[RequestClaims, float | None, float | None]:
     """Signature, audience and claims of a token: the same answer every time, so cached.
 
@@ -130,11 +154,12 @@ def _verified(
     call. (PostgREST offers the same cache as ``jwt-cache-max-lifetime``.) Failures raise,
     so they are never cached.
     """
+    key, algorithms = _verifying_key(token, secret, jwks)
     try:
         claims = jwt.decode(
             token,
-            secret,
-            algorithms=_HMAC_ALGORITHMS,
+            key,
+            algorithms=algorithms,
             audience=audience,
             options={
                 "verify_exp": False,
@@ -162,6 +187,7 @@ def resolve_claims(
     anon_role: str = "anon",
     audience: str | None = None,
     now: float | None = None,
+    jwks: JwksKeys | None = None,
 ) -> RequestClaims:
     """Verify the identity's token as PostgREST does and decide the role.
 
@@ -169,13 +195,15 @@ def resolve_claims(
     also runs as the anon role. A non-string role claim is used as its JSON text, as PostgREST
     does. Raises :class:`Unauthorized` for a bad signature, an expired or not yet valid token
     (with PostgREST's 30 seconds of skew) or a wrong audience (when ``audience`` is set:
-    PostgREST's ``jwt-aud``).
+    PostgREST's ``jwt-aud``). HS256 tokens are checked with ``secret``; ES256/RS256 tokens
+    with the key of ``jwks`` their ``kid`` names (PostgREST's ``jwt-secret`` as a JWKS).
     """
     if identity.kind is IdentityKind.ANON:
         return _request_claims({}, anon_role)
     if identity.kind is IdentityKind.SERVICE_ROLE:
         return _request_claims({"role": "service_role"}, anon_role)
-    request, expires, not_before = _verified(identity.token or "", secret, audience, anon_role)
+    token = identity.token or ""
+    request, expires, not_before = _verified(token, secret, jwks, audience, anon_role)
     current = time.time() if now is None else now
     if expires is not None and expires <= current - JWT_LEEWAY_SECONDS:
         raise _invalid("JWT expired")

@@ -47,6 +47,7 @@ from pysync.gateway.context import (
 from pysync.gateway.errors import GatewayError, InvalidInput, NotFound, Unavailable, error_for
 from pysync.gateway.filters import Filter, Order, leaf_columns
 from pysync.gateway.identity import Identity
+from pysync.gateway.jwks import JwksKeys
 from pysync.gateway.protocol import Columns, Row, SelectResult
 
 __all__ = ["PostgresGateway"]
@@ -65,6 +66,7 @@ class _Shared:
     pool: ConnectionPool[Any]
     owns_pool: bool
     jwt_secret: str
+    jwks: JwksKeys | None
     schemas: tuple[str, ...]
     #: ``select <db-pre-request>()``, composed once.
     pre_request: str | None
@@ -142,7 +144,8 @@ class PostgresGateway:
     ``schemas`` is PostgREST's ``db-schemas`` (tables and functions are looked up in the first,
     the request's schema); ``extra_search_path`` its ``db-extra-search-path`` (Supabase:
     ``public, extensions``); ``pre_request`` its ``db-pre-request`` (``schema.function``);
-    ``headers`` become ``request.headers``.
+    ``headers`` become ``request.headers``. Tokens are verified with ``jwt_secret`` (HS256)
+    or, for a project on asymmetric signing keys, with ``jwks`` (ES256/RS256 by ``kid``).
     """
 
     def __init__(
@@ -157,6 +160,7 @@ class PostgresGateway:
         identity: Identity | None = None,
         anon_role: str = "anon",
         jwt_audience: str | None = None,
+        jwks: JwksKeys | None = None,
     ) -> None:
         if not schemas:
             raise ValueError("expose at least one schema")
@@ -164,6 +168,7 @@ class PostgresGateway:
             pool=pool,
             owns_pool=False,
             jwt_secret=jwt_secret,
+            jwks=jwks,
             schemas=tuple(schemas),
             pre_request=_pre_request_call(pre_request, schemas[0]) if pre_request else None,
             anon_role=anon_role,
@@ -330,6 +335,7 @@ class PostgresGateway:
             shared.jwt_secret,
             anon_role=shared.anon_role,
             audience=shared.jwt_audience,
+            jwks=shared.jwks,
         )
         role = self._catalog().roles.get(request.role)
         set_config, values = _settings_statement(

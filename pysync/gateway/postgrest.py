@@ -33,6 +33,7 @@ from pysync.gateway._common import (
     require_filters,
     row_list,
 )
+from pysync.gateway.apikeys import request_headers
 from pysync.gateway.errors import GatewayError, InvalidInput, Unavailable, error_for
 from pysync.gateway.filters import Filter, Op, Order, wire_value
 from pysync.gateway.identity import Identity, IdentityKind
@@ -102,8 +103,10 @@ def _logic(f: Filter) -> str:
 class PostgrestGateway:
     """:class:`~pysync.gateway.Gateway` over a Supabase project's REST API.
 
-    ``anon_key`` is the project's anon key (sent as ``apikey`` on every request);
-    ``service_role_key`` is needed only for :meth:`Identity.service_role`. Build one with
+    ``anon_key`` is the project's anon or publishable key (sent as ``apikey`` on every
+    request); ``service_role_key`` (service_role or secret key) is needed only for
+    :meth:`Identity.service_role`. Publishable and secret keys are not JWTs: they travel in
+    ``apikey`` only (:func:`~pysync.gateway.apikeys.request_headers`). Build one with
     :meth:`connect`, or wrap an existing supabase-py :class:`~supabase.Client`.
     """
 
@@ -172,8 +175,8 @@ class PostgrestGateway:
         extra = {k.lower(): v for k, v in headers.items()}
         return self._derive(self._identity, {**self._headers, **extra})
 
-    def _credentials(self) -> tuple[str, str]:
-        """``(apikey, bearer token)`` for the identity, as supabase-js would send them."""
+    def _credentials(self) -> tuple[str, str | None]:
+        """``(apikey, user token or None)`` for the identity."""
         kind = self._identity.kind
         if kind is IdentityKind.SERVICE_ROLE:
             if not self._service_role_key:
@@ -181,11 +184,11 @@ class PostgrestGateway:
                     "acting as the service role needs the project's service_role key "
                     "(SUPABASE_SERVICE_ROLE_KEY)"
                 )
-            return self._service_role_key, self._service_role_key
+            return self._service_role_key, None
         if kind is IdentityKind.TOKEN:
             assert self._identity.token is not None
             return self._anon_key, self._identity.token
-        return self._anon_key, self._anon_key
+        return self._anon_key, None
 
     # -- sending --------------------------------------------------------------------------
 
@@ -195,11 +198,12 @@ class PostgrestGateway:
 
     def _send(self, request: RequestConfig[httpx.Client]) -> tuple[Any, int | None]:
         """Send one request as the identity; its decoded body and ``Content-Range`` total."""
-        apikey, bearer = self._credentials()
+        apikey, token = self._credentials()
         for name, value in self._headers.items():
             request.headers[name] = value
-        request.headers["apikey"] = apikey
-        request.headers["Authorization"] = f"Bearer {bearer}"
+        # supabase-py presets a bearer of its key: replaced here, or dropped for a new-style key.
+        request.headers.pop("Authorization", None)
+        request.headers.update(request_headers(apikey, token))
         try:
             response = request.send(httpx.Headers())
         except httpx.HTTPError as exc:

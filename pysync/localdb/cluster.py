@@ -1,4 +1,4 @@
-"""A private PostgreSQL 15 cluster for development and tests.
+"""A private PostgreSQL cluster (15 or 17) for development and tests.
 
 The cluster lives under the project's data directory and listens on loopback only. When the
 caller is root the server runs as the ``postgres`` system user, because PostgreSQL refuses to
@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from pysync.errors import LocalDatabaseError
+from pysync.localdb.binaries import DEFAULT_MAJOR, PgInstall, server_install
 from pysync.localdb.cron import cron_settings
 
-__all__ = ["PG_BIN", "ClusterStatus", "LocalCluster"]
-
-PG_BIN = Path(os.environ.get("PYSYNC_PG_BIN", "/usr/lib/postgresql/15/bin"))
+__all__ = ["ClusterStatus", "LocalCluster"]
 
 #: The bootstrap superuser, as on a Supabase project (``postgres`` is demoted there).
 SUPERUSER = "supabase_admin"
@@ -123,6 +122,8 @@ class LocalCluster:
     first on the first start; later starts reuse the last port when it is still free.
     ``settings`` are extra server settings (a hot standby's, for example). ``cron=False``
     leaves pg_cron out even when the server has it (as a server without it would run).
+    ``pg_major`` picks the server programs (:mod:`pysync.localdb.binaries`); they are looked
+    up on first use.
     """
 
     def __init__(
@@ -133,7 +134,10 @@ class LocalCluster:
         preferred_port: int | None = None,
         settings: Mapping[str, str] | None = None,
         cron: bool = True,
+        pg_major: int = DEFAULT_MAJOR,
     ) -> None:
+        self.pg_major = pg_major
+        self._install: PgInstall | None = None
         self.fast = fast
         self.cron = cron
         self.settings = dict(settings or {})
@@ -153,16 +157,25 @@ class LocalCluster:
 
     # -- process helpers -------------------------------------------------------------------
 
+    @property
+    def install(self) -> PgInstall:
+        """The server programs of ``pg_major``, runnable by the user the server runs as."""
+        if self._install is None:
+            install = server_install(self.pg_major)
+            self._install = install.reachable_by(self._pg_user) if self._pg_user else install
+        return self._install
+
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a PostgreSQL binary, as the postgres user when we are root."""
-        cmd = [str(PG_BIN / args[0]), *args[1:]]
-        kwargs: dict[str, Any] = {}
+        install = self.install
+        cmd = [str(install.program(args[0])), *args[1:]]
+        kwargs: dict[str, Any] = {"env": install.env()}
         if self._pg_user:
             kwargs = {
                 "user": self._pg_user.pw_uid,
                 "group": self._pg_user.pw_gid,
                 "extra_groups": [],
-                "env": {**os.environ, "HOME": self._pg_user.pw_dir, "USER": "postgres"},
+                "env": {**install.env(), "HOME": self._pg_user.pw_dir, "USER": "postgres"},
             }
         try:
             result = subprocess.run(
@@ -170,8 +183,7 @@ class LocalCluster:
             )
         except FileNotFoundError as exc:
             raise LocalDatabaseError(
-                f"{cmd[0]} not found: install PostgreSQL 15 server binaries "
-                "(apt-get install postgresql-15) or set PYSYNC_PG_BIN"
+                f"{cmd[0]} not found: the PostgreSQL {self.pg_major} build there lacks it"
             ) from exc
         if check and result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
@@ -243,6 +255,13 @@ class LocalCluster:
     def init(self) -> bool:
         """Create the cluster if it does not exist. Returns whether it was created."""
         if self.initialized:
+            made_by = (self.pgdata / "PG_VERSION").read_text().strip()
+            if made_by != str(self.pg_major):
+                raise LocalDatabaseError(
+                    f"the cluster in {self.pgdata} was made by PostgreSQL {made_by}, not "
+                    f"{self.pg_major}: set PYSYNC_PG_MAJOR={made_by}, or use another "
+                    "PYSYNC_DATA_DIR for the other version"
+                )
             return False
         self._make_dir(self.base_dir.parent, 0o755)
         self._make_dir(self.base_dir, 0o700)
@@ -268,7 +287,7 @@ class LocalCluster:
     def _write_settings(self, port: int) -> None:
         settings = {**_SERVER_SETTINGS, "port": str(port)}
         if self.cron:
-            settings.update(cron_settings(PG_BIN, CRON_DATABASE))
+            settings.update(cron_settings(self.install.bin_dir, CRON_DATABASE))
         if self.fast:
             settings.update(_FAST_SETTINGS)
         settings.update(self.settings)

@@ -17,6 +17,7 @@ from psycopg import sql
 from pysync.config import Settings
 from pysync.errors import LocalDatabaseError
 from pysync.localdb import emulation
+from pysync.localdb.binaries import DEFAULT_MAJOR
 from pysync.localdb.cluster import (
     LOCAL_PASSWORD,
     PREFERRED_PORT,
@@ -53,13 +54,22 @@ class LocalDatabase:
         fast: bool = False,
         preferred_port: int | None = PREFERRED_PORT,
         cron: bool = True,
+        pg_major: int = DEFAULT_MAJOR,
     ) -> None:
-        self.cluster = LocalCluster(base_dir, fast=fast, preferred_port=preferred_port, cron=cron)
+        self.cluster = LocalCluster(
+            base_dir, fast=fast, preferred_port=preferred_port, cron=cron, pg_major=pg_major
+        )
         self.jwt_secret = jwt_secret
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LocalDatabase:
-        return cls(settings.data_dir / "pg", jwt_secret=settings.jwt_secret)
+        """The project's database of ``settings.pg_major``. Each major has its own cluster
+        (``pg/`` for 15, ``pg17/`` for 17): a data directory cannot change major in place, and
+        switching the setting back finds the other one as it was."""
+        folder = "pg" if settings.pg_major == DEFAULT_MAJOR else f"pg{settings.pg_major}"
+        return cls(
+            settings.data_dir / folder, jwt_secret=settings.jwt_secret, pg_major=settings.pg_major
+        )
 
     # -- connections -----------------------------------------------------------------------
 

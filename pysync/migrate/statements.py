@@ -1,4 +1,4 @@
-"""Split SQL files into statements with the PostgreSQL 15 parser itself (libpg_query).
+"""Split SQL files into statements with the PostgreSQL 17 parser itself (libpg_query).
 
 A hand-written splitter gets dollar quotes, nested comments, ``BEGIN ATOMIC`` bodies and
 ``E''`` strings wrong sooner or later; pglast uses the server's own grammar, so a statement
@@ -46,7 +46,9 @@ class Statement:
 def split_statements(source: str, *, path: str = "<sql>") -> list[Statement]:
     """Statements of ``source`` in order; a syntax error names the file and line."""
     try:
-        slices = list(pglast.split(source, with_parser=True, only_slices=True))
+        # only_slices=True yields slices only; the filter tells the type checker so.
+        pieces = pglast.split(source, with_parser=True, only_slices=True)
+        slices = [piece for piece in pieces if isinstance(piece, slice)]
     except parser.ParseError as exc:
         message, index = (*exc.args, None)[:2]
         line = source.count("\n", 0, int(index)) + 1 if isinstance(index, int) else None

@@ -40,8 +40,8 @@ import psycopg
 from psycopg import sql
 
 from pysync.errors import BackupError, RestoreVerificationError
-from pysync.localdb.cluster import PG_BIN
-from pysync.ops._tools import run_tool
+from pysync.localdb.binaries import PgInstall
+from pysync.ops._tools import client_install, run_tool, server_major
 
 __all__ = [
     "APP_SCHEMAS",
@@ -340,17 +340,19 @@ def _last_migration(conn: psycopg.Connection[Any]) -> str | None:
     return str(row[0]) if row and row[0] is not None else None
 
 
-def create_backup(url: str, out: Path, *, pg_bin: Path = PG_BIN) -> BackupResult:
+def create_backup(url: str, out: Path, *, client: PgInstall | None = None) -> BackupResult:
     """Dump the application from ``url`` into ``out`` and write its manifest beside it.
 
     Counts and dump share one exported snapshot, so the manifest describes exactly the rows
-    in the archive even while clients keep writing.
+    in the archive even while clients keep writing. ``client`` defaults to the oldest
+    installed client programs at least as new as the server.
     """
     started = time.monotonic()
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     with psycopg.connect(url) as conn:
+        client = client or client_install(conn.info.server_version // 10000)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True
         _require_supabase_tables(conn, "the source")
@@ -370,7 +372,7 @@ def create_backup(url: str, out: Path, *, pg_bin: Path = PG_BIN) -> BackupResult
         args += [f"--schema={schema}" for schema in (*APP_SCHEMAS, *SUPABASE_SCHEMAS)]
         args += [f"--exclude-table-data={pattern}" for pattern in _unwanted_data(conn)]
         try:
-            run_tool("pg_dump", *args, url=url, pg_bin=pg_bin)
+            run_tool("pg_dump", *args, url=url, install=client)
         except BackupError:
             partial.unlink(missing_ok=True)
             raise
@@ -739,11 +741,20 @@ def _postlude(conn: psycopg.Connection[Any], manifest: Manifest) -> str:
     return "\n".join(part.as_string(conn) for part in parts) + "\n"
 
 
-def restore_backup(url: str, archive: Path, *, pg_bin: Path = PG_BIN) -> RestoreResult:
+def _major_of(server_version: str) -> int:
+    """The major of a ``server_version`` setting (``15.18 (Debian 15.18-0+deb12u1)``)."""
+    match = re.match(r"\d+", server_version)
+    if match is None:
+        raise BackupError(f"the manifest's server version {server_version!r} is not a version")
+    return int(match[0])
+
+
+def restore_backup(url: str, archive: Path, *, client: PgInstall | None = None) -> RestoreResult:
     """Replace the application's schemas and data at ``url`` with the backup in ``archive``.
 
     All or nothing: if anything fails, the count verification included, the target is left
-    exactly as it was.
+    exactly as it was. ``client`` defaults to the oldest installed client programs at least
+    as new as both the target server and the server the archive was dumped from.
     """
     started = time.monotonic()
     archive = archive.resolve()
@@ -755,7 +766,9 @@ def restore_backup(url: str, archive: Path, *, pg_bin: Path = PG_BIN) -> Restore
             f"{archive.name} does not match its manifest's SHA-256: the archive is damaged or "
             "was replaced; nothing was restored"
         )
-    listing = run_tool("pg_restore", "--list", str(archive), pg_bin=pg_bin).stdout
+    if client is None:
+        client = client_install(max(_major_of(manifest.server_version), server_major(url)))
+    listing = run_tool("pg_restore", "--list", str(archive), install=client).stdout
     entries = _parse_toc(listing)
     lines = _select_entries(entries, manifest)
     # A policy's tag is "<table> <policy name>"; Supabase's table names have no spaces.
@@ -779,7 +792,7 @@ def restore_backup(url: str, archive: Path, *, pg_bin: Path = PG_BIN) -> Restore
                 f"--use-list={folder / 'toc.list'}",
                 f"--file={folder / '1-archive.sql'}",
                 str(archive),
-                pg_bin=pg_bin,
+                install=client,
             )
             try:
                 run_tool(
@@ -792,7 +805,7 @@ def restore_backup(url: str, archive: Path, *, pg_bin: Path = PG_BIN) -> Restore
                     f"--file={folder / '1-archive.sql'}",
                     f"--file={folder / '2-postlude.sql'}",
                     url=url,
-                    pg_bin=pg_bin,
+                    install=client,
                 )
             except BackupError as exc:
                 message = str(exc)
