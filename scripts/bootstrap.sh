@@ -32,11 +32,13 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml requirements-dev.lock | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
     echo "bootstrap: installing the project and its dev tools into $VENV"
     pip_quietly install --quiet --upgrade pip
-    pip_quietly install --quiet -e '.[dev]'
+    # The lock pins every package of the development environment (scripts/lock.sh
+    # regenerates it), so CI and every machine test against the same versions.
+    pip_quietly install --quiet -c requirements-dev.lock -e '.[dev]'
     echo "$want" > "$STAMP"
 fi
 

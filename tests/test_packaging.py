@@ -79,3 +79,25 @@ def test_supabase_floor_has_what_the_code_uses() -> None:
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     supabase = next(Requirement(r) for r in project["dependencies"] if r.startswith("supabase>"))
     assert not supabase.specifier.contains("2.33.0") and supabase.specifier.contains("2.34.0")
+
+
+def test_the_lock_satisfies_every_requirement() -> None:
+    """requirements-dev.lock pins the development environment (scripts/lock.sh); a
+    requirement changed in pyproject.toml without regenerating it fails here, not halfway
+    through a CI install."""
+    from packaging.requirements import Requirement
+
+    pinned: dict[str, str] = {}
+    for line in (PROJECT_ROOT / "requirements-dev.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pinned[name.lower().replace("_", "-")] = version
+    project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
+    for text in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
+        requirement = Requirement(text)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pinned, f"{name} is required but not in requirements-dev.lock"
+        assert requirement.specifier.contains(pinned[name], prereleases=True), (
+            f"requirements-dev.lock pins {name}=={pinned[name]}, outside {requirement}: "
+            "run scripts/lock.sh"
+        )
