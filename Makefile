@@ -16,8 +16,8 @@ demo: bootstrap
 
 test:
 	./scripts/bootstrap.sh --pgtap --pgbouncer --cron --deno --pg17
-	$(BIN)/ruff check pysync cli tests scripts
-	$(BIN)/ruff format --check pysync cli tests scripts
+	$(BIN)/ruff check pysync tests scripts
+	$(BIN)/ruff format --check pysync tests scripts
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 	PYSYNC_PG_MAJOR=17 $(BIN)/python -m pytest -m sql_suite

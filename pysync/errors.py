@@ -1,7 +1,7 @@
 """The exceptions the library raises.
 
 Every error a user can cause or fix derives from :class:`PysyncError`, so the CLI can turn it
-into one readable line in one place (``pysync_cli.errors``) while real bugs still surface as
+into one readable line in one place (``pysync.cli.errors``) while real bugs still surface as
 tracebacks.
 """
 

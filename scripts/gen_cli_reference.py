@@ -65,7 +65,7 @@ def _walk(command: Any, ctx: Any) -> Iterator[CommandHelp]:
 
 def collect_help() -> list[CommandHelp]:
     """Every command and sub-command of ``pysync``, depth first, in the CLI's own order."""
-    from pysync_cli.main import app
+    from pysync.cli.main import app
 
     root = typer.main.get_command(app)
     ctx = root.context_class(root, info_name=PROGRAM, terminal_width=WIDTH, max_content_width=WIDTH)

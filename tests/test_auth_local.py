@@ -167,7 +167,7 @@ def test_sessions_act_as_the_user_through_the_gateway(
     session = auth.sign_in_with_password("g@example.com", "pw")
     dbname = conninfo_to_dict(fresh_url)["dbname"]
     with PostgresGateway.connect(
-        local_db.url(dbname, user="authenticator"), jwt_secret=LOCAL_JWT_SECRET
+        local_db.url(str(dbname), user="authenticator"), jwt_secret=LOCAL_JWT_SECRET
     ) as gateway:
         seen = gateway.as_identity(session.identity()).rpc("whoami")
         assert seen == {

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pysync.cli.main import main
 from pysync.errors import BackupError, RestoreVerificationError
 from pysync.migrate import apply_seed, push
 from pysync.ops.backup import (
@@ -23,7 +24,6 @@ from pysync.ops.backup import (
 )
 from pysync.ops.sqlite_export import export_sqlite
 from pysync.rls import load_matrix, run_matrix
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect
 
 TUTOR = "b0000000-0000-4000-8000-000000000001"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pysync.bench import TARGET_RATIO, run_gateway_bench
+from pysync.cli.main import main
 from pysync.localdb import LocalDatabase
-from pysync_cli.main import main
 from tests.helpers import write_project
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from pysync.bench.rls import MAX_P95_MS, MAX_RATIO, RlsBenchResult, run_rls_bench
+from pysync.cli.main import main
 from pysync.errors import PysyncError
 from pysync.localdb import LocalDatabase
 from pysync.migrate import push
 from pysync.seed import PerfPlan, seed_perf
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect
 
 MIGRATIONS = PROJECT_ROOT / "supabase" / "migrations"

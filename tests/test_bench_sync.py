@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from pysync.bench.sync import BENCHMARKS, TARGETS, run_sync_bench
+from pysync.cli.main import main
 from pysync.errors import PysyncError
 from pysync.localdb import LocalDatabase
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT
 from tests.test_bench_rls import bench_databases
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
+from pysync.cli.main import main
 from pysync.localdb import LocalDatabase
-from pysync_cli.main import main
 from tests.helpers import connect, write_project
 
 MIGRATION = "20260101000000_create_courses.sql"
@@ -195,7 +195,7 @@ def test_help_lists_the_db_commands(capsys: pytest.CaptureFixture[str]) -> None:
 def _leaf_commands() -> list[tuple[str, set[str]]]:
     import typer.main
 
-    from pysync_cli.main import app
+    from pysync.cli.main import app
 
     found: list[tuple[str, set[str]]] = []
 

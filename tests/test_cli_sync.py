@@ -41,6 +41,11 @@ def chat(world: SyncWorld) -> tuple[LocalUser, LocalUser, str]:
     return tutor, student, str(conversation)
 
 
+def email_of(user: LocalUser) -> str:
+    assert user.email is not None, "the sync world's users have addresses"
+    return user.email
+
+
 def sync_json(
     capsys: pytest.CaptureFixture[str], url: str, user: str, cache: Path, *args: str
 ) -> Any:
@@ -62,7 +67,7 @@ def test_read_url_pulls_from_the_replica_and_pushes_to_the_primary(
     replica.wait_for_replay()
     read_url = replica.url(str(conninfo_to_dict(world.url)["dbname"]))
     phone = tmp_path / "phone.sqlite"
-    first = sync_json(capsys, world.url, student.email, phone, "run", "--read-url", read_url)
+    first = sync_json(capsys, world.url, email_of(student), phone, "run", "--read-url", read_url)
     assert first["streams"]["my_conversations"]["buckets"] == 1
     with replica.connect() as standby:
         standby.execute("select pg_wal_replay_pause()")
@@ -71,25 +76,29 @@ def test_read_url_pulls_from_the_replica_and_pushes_to_the_primary(
                 "messages", {"conversation_id": conversation, "sender_id": tutor.id, "body": "x"}
             )
             paused = sync_json(
-                capsys, world.url, student.email, phone, "run", "--read-url", read_url
+                capsys, world.url, email_of(student), phone, "run", "--read-url", read_url
             )
             assert paused["tables"].get("messages", 0) == 0  # the standby has not replayed it
-            direct = sync_json(capsys, world.url, student.email, tmp_path / "laptop.sqlite", "run")
+            direct = sync_json(
+                capsys, world.url, email_of(student), tmp_path / "laptop.sqlite", "run"
+            )
             assert direct["tables"]["messages"] == 1
             message = {"conversation_id": conversation, "sender_id": student.id, "body": "hi"}
             code, _, err = run_cli(
                 capsys, "sync", "write", "messages", "insert", json.dumps(message),
-                "--as", student.email, "--cache", str(phone), "--db-url", world.url,
+                "--as", email_of(student), "--cache", str(phone), "--db-url", world.url,
             )  # fmt: skip
             assert code == 0, err
             pushed = sync_json(
-                capsys, world.url, student.email, phone, "push", "--read-url", read_url
+                capsys, world.url, email_of(student), phone, "push", "--read-url", read_url
             )
             assert pushed["pending_ops"] == 0 and pushed["dead_letters"] == 0
         finally:
             standby.execute("select pg_wal_replay_resume()")
     replica.wait_for_replay()
-    caught_up = sync_json(capsys, world.url, student.email, phone, "pull", "--read-url", read_url)
+    caught_up = sync_json(
+        capsys, world.url, email_of(student), phone, "pull", "--read-url", read_url
+    )
     assert caught_up["tables"]["messages"] == 2
 
 
@@ -101,18 +110,18 @@ def test_write_push_then_pull_on_another_device(
 ) -> None:
     _, student, conversation = chat
     phone, laptop = tmp_path / "phone.sqlite", tmp_path / "laptop.sqlite"
-    first = sync_json(capsys, world.url, student.email, phone, "run")
+    first = sync_json(capsys, world.url, email_of(student), phone, "run")
     assert first["pending_ops"] == 0 and first["last_synced_at"] is not None
     assert first["streams"]["my_conversations"]["buckets"] == 1
     message = {"conversation_id": conversation, "sender_id": student.id, "body": "from a shell"}
     code, out, err = run_cli(
         capsys, "sync", "write", "messages", "insert", json.dumps(message),
-        "--as", student.email, "--cache", str(phone), "--db-url", world.url,
+        "--as", email_of(student), "--cache", str(phone), "--db-url", world.url,
     )  # fmt: skip
     assert code == 0, err
     message_id = out.strip()
-    assert sync_json(capsys, world.url, student.email, phone, "status")["pending_ops"] == 1
-    pushed = sync_json(capsys, world.url, student.email, phone, "push")
+    assert sync_json(capsys, world.url, email_of(student), phone, "status")["pending_ops"] == 1
+    pushed = sync_json(capsys, world.url, email_of(student), phone, "push")
     assert pushed["pending_ops"] == 0 and pushed["dead_letters"] == 0
     assert world.sql("select body from public.messages where id = %s", message_id) == [
         ("from a shell",)
@@ -131,23 +140,30 @@ def test_update_by_id_and_rejections_in_dead_letters(
 ) -> None:
     tutor, student, _ = chat
     cache = tmp_path / "c.sqlite"
-    sync_json(capsys, world.url, student.email, cache, "run")
+    sync_json(capsys, world.url, email_of(student), cache, "run")
     renamed = {"id": student.id, "display_name": "Renamed in a shell"}
     written = sync_json(
-        capsys, world.url, student.email, cache, "write", "profiles", "update", json.dumps(renamed)
+        capsys,
+        world.url,
+        email_of(student),
+        cache,
+        "write",
+        "profiles",
+        "update",
+        json.dumps(renamed),
     )
     assert written == {"table": "profiles", "kind": "update", "id": student.id, "pending_ops": 1}
     someone_elses = {"user_id": tutor.id, "device_id": "not-mine", "platform": "ios"}
     sync_json(
-        capsys, world.url, student.email, cache, "write", "devices", "insert",
+        capsys, world.url, email_of(student), cache, "write", "devices", "insert",
         json.dumps(someone_elses),
     )  # fmt: skip
-    status = sync_json(capsys, world.url, student.email, cache, "run")
+    status = sync_json(capsys, world.url, email_of(student), cache, "run")
     assert status["pending_ops"] == 0 and status["dead_letters"] == 1
     assert world.sql("select display_name from public.profiles where id = %s", student.id) == [
         ("Renamed in a shell",)
     ]
-    letters = sync_json(capsys, world.url, student.email, cache, "dead-letters")
+    letters = sync_json(capsys, world.url, email_of(student), cache, "dead-letters")
     assert [(d["table"], d["kind"], d["sqlstate"]) for d in letters] == [
         ("devices", "insert", "42501")
     ]
@@ -160,19 +176,19 @@ def test_subscribe_pull_unsubscribe(
     course = world.course(tutor)
     world.lesson(course, 5, preview=True)
     cache = tmp_path / "c.sqlite"
-    sync_json(capsys, world.url, student.email, cache, "run")
+    sync_json(capsys, world.url, email_of(student), cache, "run")
     subscribed = sync_json(
-        capsys, world.url, student.email, cache, "subscribe", "course_preview", course,
+        capsys, world.url, email_of(student), cache, "subscribe", "course_preview", course,
         "--ttl", "600",
     )  # fmt: skip
     assert subscribed == {"stream": "course_preview", "key": course, "ttl": 600.0}
-    held = sync_json(capsys, world.url, student.email, cache, "pull")
+    held = sync_json(capsys, world.url, email_of(student), cache, "pull")
     assert held["streams"]["course_preview"] == {"buckets": 1, "complete": 1, "rows": 1}
     client = world.client(student)
     with SyncCache.open(client, cache) as opened:
         assert differences(opened, client) == []
-    sync_json(capsys, world.url, student.email, cache, "unsubscribe", "course_preview", course)
-    dropped = sync_json(capsys, world.url, student.email, cache, "pull")
+    sync_json(capsys, world.url, email_of(student), cache, "unsubscribe", "course_preview", course)
+    dropped = sync_json(capsys, world.url, email_of(student), cache, "pull")
     assert "course_preview" not in dropped["streams"]
 
 
@@ -180,11 +196,15 @@ def test_human_status_and_the_default_cache_file(
     world: SyncWorld, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     student = world.user("student")
-    code, out, err = run_cli(capsys, "sync", "run", "--as", student.email, "--db-url", world.url)
+    code, out, err = run_cli(
+        capsys, "sync", "run", "--as", email_of(student), "--db-url", world.url
+    )
     assert code == 0, err
     assert "pending ops" in out and "my_profile_and_contacts" in out and "profiles" in out
-    assert (tmp_path / "data" / "caches" / f"{student.email}.sqlite").is_file()
-    code, out, _ = run_cli(capsys, "sync", "status", "--as", student.email, "--db-url", world.url)
+    assert (tmp_path / "data" / "caches" / f"{email_of(student)}.sqlite").is_file()
+    code, out, _ = run_cli(
+        capsys, "sync", "status", "--as", email_of(student), "--db-url", world.url
+    )
     assert code == 0 and "never" not in out
 
 
@@ -208,7 +228,7 @@ def test_bad_writes_are_one_line_and_exit_1(
     student = world.user("student")
     cache = str(tmp_path / "c.sqlite")
     code, _, err = run_cli(
-        capsys, "sync", *args, "--as", student.email, "--cache", cache, "--db-url", world.url
+        capsys, "sync", *args, "--as", email_of(student), "--cache", cache, "--db-url", world.url
     )
     assert code == 1
     if expected is None:
@@ -222,9 +242,9 @@ def test_another_users_cache_and_an_unknown_user_are_one_line(
 ) -> None:
     student, other = world.user("student"), world.user("student")
     cache = tmp_path / "c.sqlite"
-    sync_json(capsys, world.url, student.email, cache, "run")
+    sync_json(capsys, world.url, email_of(student), cache, "run")
     code, _, err = run_cli(
-        capsys, "sync", "run", "--as", other.email, "--cache", str(cache), "--db-url", world.url
+        capsys, "sync", "run", "--as", email_of(other), "--cache", str(cache), "--db-url", world.url
     )
     assert code == 1
     assert_one_line_error(
@@ -245,7 +265,7 @@ def test_status_shows_queued_uploads_and_run_uploads_them_before_the_row(
 ) -> None:
     _, student, conversation = chat
     phone = tmp_path / "phone.sqlite"
-    sync_json(capsys, world.url, student.email, phone, "run")
+    sync_json(capsys, world.url, email_of(student), phone, "run")
     with SyncCache.open(world.client(student), phone) as cache:
         files = FileSync(cache, None, files_folder(phone))  # offline: no store at all
         message = files.insert(
@@ -254,21 +274,21 @@ def test_status_shows_queued_uploads_and_run_uploads_them_before_the_row(
             file=b"12345",
             filename="notes.txt",
         )
-    queued = sync_json(capsys, world.url, student.email, phone, "status")["files"]
+    queued = sync_json(capsys, world.url, email_of(student), phone, "status")["files"]
     assert (queued["queued_uploads"], queued["queued_upload_bytes"]) == (1, 5)
     code, out, _ = run_cli(
         capsys,
         "sync",
         "status",
         "--as",
-        student.email,
+        email_of(student),
         "--cache",
         str(phone),
         "--db-url",
         world.url,
     )
     assert code == 0 and "queued uploads" in out and "1 (5 B)" in out
-    done = sync_json(capsys, world.url, student.email, phone, "run")
+    done = sync_json(capsys, world.url, email_of(student), phone, "run")
     assert done["pending_ops"] == 0
     assert (done["files"]["queued_uploads"], done["files"]["cached_files"]) == (0, 1)
     path = f"{conversation}/{message}/notes.txt"

@@ -14,10 +14,10 @@ import psycopg
 import pytest
 
 from pysync.auth import LocalAuth, mint_api_key
+from pysync.cli.main import main
 from pysync.config import LOCAL_JWT_SECRET
 from pysync.gateway import Identity, PostgresGateway, eq
 from pysync.localdb import LocalDatabase
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT
 
 #: What `supabase start` prints as the local anon key.

@@ -6,6 +6,7 @@ its own users with LocalAuth and its own rows; seeded rows are only read.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -286,6 +287,10 @@ def test_direct_conversation_send_retry_and_privacy(world: World) -> None:
     assert bob.conversations.mark_read(conversation.id).last_read_at is not None
 
 
+def _page_of(client: Client, conversation: Any, limit: int, cursor: Cursor | None) -> Page[Any]:
+    return client.messages.page(conversation, cursor, limit)
+
+
 def _all_pages(fetch: Callable[[Cursor | None], Page[Any]]) -> list[Any]:
     seen: list[Any] = []
     cursor: Cursor | None = None
@@ -315,7 +320,7 @@ def test_message_pages_have_no_duplicates_or_gaps_with_equal_timestamps(world: W
     ]
     expected = sorted(sent, key=lambda m: (m.created_at, m.id), reverse=True)
     for limit in (1, 2, 3, 4, 7, 10, 50):
-        pages = _all_pages(lambda c, n=limit: alice.messages.page(conversation.id, c, n))
+        pages = _all_pages(functools.partial(_page_of, alice, conversation.id, limit))
         assert [m.id for m in pages] == [m.id for m in expected], limit
     first = alice.messages.page(conversation.id, limit=4)
     assert isinstance(first.items[0], Message) and first.next == Cursor(
@@ -438,6 +443,7 @@ def test_local_storage_metadata_follows_the_storage_policies(world: World) -> No
     assert (avatar.size, avatar.mimetype, avatar.owner_id) == (1234, "image/png", user.id)
     with pytest.raises(PermissionDenied):
         storage.upload_metadata("avatars", f"{uuid.uuid4()}/me.png", 1, "image/png")
+    assert isinstance(other.storage, LocalStorage)
     with pytest.raises(PermissionDenied):
         other.storage.upload_metadata("avatars", f"{user.id}/evil.png", 1, "image/png")
     storage.upload_metadata("avatars", f"{user.id}/b_1.png", 2, "image/png")

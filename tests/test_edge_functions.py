@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from pysync.auth.tokens import mint_access_token
+from pysync.cli.main import main
 from pysync.config import Settings
 from pysync.functions import serve_command, serve_env
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect
 
 DENO = PROJECT_ROOT / ".tools" / "node_modules" / ".bin" / "deno"

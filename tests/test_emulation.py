@@ -97,7 +97,7 @@ def test_publication_exists_and_postgres_owns_it(conn: Conn) -> None:
 
 
 def test_auth_helpers_read_full_claims(conn: Conn) -> None:
-    claims = {"email": "alice@example.com", "app_metadata": {"provider": "email"}}
+    claims: dict[str, Any] = {"email": "alice@example.com", "app_metadata": {"provider": "email"}}
     with acting_as(conn, "authenticated", ALICE, **claims):
         row = conn.execute(
             "select auth.uid()::text, auth.role(), auth.email(), auth.jwt()"

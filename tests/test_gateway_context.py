@@ -93,7 +93,7 @@ def test_non_numeric_expiry_is_invalid() -> None:
         token("another-secret-that-is-at-least-32-characters", role="authenticated"),
         token(role="authenticated") + "x",
         "not-a-jwt",
-        jwt.encode({"role": "service_role"}, None, algorithm="none"),
+        jwt.encode({"role": "service_role"}, "", algorithm="none"),
     ],
 )
 def test_tokens_not_signed_with_the_secret_are_unauthorized(bad: str) -> None:

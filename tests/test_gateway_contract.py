@@ -414,7 +414,7 @@ def test_order_limit_offset_and_count(backend: Backend) -> None:
 def test_negative_or_non_integer_bounds_are_invalid(backend: Backend) -> None:
     for bounds in ({"limit": -1}, {"offset": -5}, {"limit": True}, {"offset": "3"}):
         with pytest.raises(InvalidInput):
-            backend.anon.select("gw_notes", **bounds)  # type: ignore[arg-type]
+            backend.anon.select("gw_notes", **bounds)
 
 
 def test_nulls_first_ordering(backend: Backend) -> None:

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from psycopg import errors, sql
 
+from pysync.cli.main import main
 from pysync.errors import ErasureRefusedError, UnknownUserError
 from pysync.gdpr import delete_user, export_user, resolve_user
 from pysync.migrate import apply_seed, push
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, acting_as, connect
 
 ADMIN = "a0000000-0000-4000-8000-000000000001"

@@ -20,10 +20,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from pysync.cli.main import main
 from pysync.gen import generate, introspect, render
 from pysync.gen.introspect import literals_of_check
 from pysync.gen.names import class_name, literal_type_name
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect
 
 GOLDEN = PROJECT_ROOT / "tests" / "fixtures" / "gen"

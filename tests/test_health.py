@@ -13,10 +13,10 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from pysync.cli.main import main
 from pysync.health import Check, HealthReport, check_health, partition_checks
 from pysync.localdb import LocalDatabase
 from pysync.migrate import push
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect, write_project
 
 Conn = psycopg.Connection[Any]

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from pysync.cli.main import main
 from pysync.errors import LegacyImportError
 from pysync.migrate import apply_seed, push
 from pysync.ops.legacy import direct_key, import_legacy, legacy_uuid
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect
 
 FIXTURE = Path(__file__).parent / "fixtures" / "legacy_schema.sql"

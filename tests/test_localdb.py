@@ -43,7 +43,7 @@ def test_start_creates_and_runs_cluster(cluster: LocalCluster) -> None:
     assert status.port is not None
     assert (cluster.pgdata / "PG_VERSION").read_text().strip() == "15"
     with psycopg.connect(cluster.url(user=SUPERUSER)) as conn:
-        settings = dict(
+        settings: dict[str, str] = dict(
             conn.execute(
                 "select name, setting from pg_settings"
                 " where name in ('wal_level', 'listen_addresses', 'server_version_num')"

@@ -1,5 +1,5 @@
-"""Packaging: every package directory ships (setuptools lists them explicitly because the
-CLI lives in ``cli/`` but installs as ``pysync_cli``)."""
+"""Packaging: every package directory ships (setuptools lists them explicitly), the CLI is
+part of the package (``pysync.cli``), and the declared requirements are the real ones."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ def test_every_package_is_listed_in_pyproject() -> None:
     on_disk = {
         ".".join(init.parent.relative_to(PROJECT_ROOT).parts)
         for init in (PROJECT_ROOT / "pysync").rglob("__init__.py")
-    } | {"pysync_cli"}
+    }
     assert on_disk == listed
-    assert config["package-dir"] == {"pysync": "pysync", "pysync_cli": "cli"}
+    assert "package-dir" not in config  # one tree: the CLI runs from a source checkout too
 
 
 def test_console_script_points_at_the_cli() -> None:
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    assert project["scripts"] == {"pysync": "pysync_cli.main:run"}
+    assert project["scripts"] == {"pysync": "pysync.cli.main:run"}
 
 
 def _requirement_names(requirements: list[str]) -> set[str]:
@@ -30,18 +30,34 @@ def _requirement_names(requirements: list[str]) -> set[str]:
     return {Requirement(r).name.lower().replace("_", "-") for r in requirements}
 
 
+def test_the_cli_runs_from_a_source_checkout() -> None:
+    """``python -m pysync`` with the checkout on the path, no console script needed."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pysync", "--version"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("pysync ")
+
+
 def _imported_top_level_modules() -> set[str]:
     import ast
     import sys
 
     found: set[str] = set()
-    for path in [*(PROJECT_ROOT / "pysync").rglob("*.py"), *(PROJECT_ROOT / "cli").rglob("*.py")]:
+    for path in (PROJECT_ROOT / "pysync").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 found.update(alias.name.split(".")[0] for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
-    return found - set(sys.stdlib_module_names) - {"pysync", "pysync_cli", "__future__"}
+    return found - set(sys.stdlib_module_names) - {"pysync", "__future__"}
 
 
 def test_every_directly_imported_distribution_is_declared() -> None:

@@ -215,7 +215,7 @@ def test_a_local_client_syncs_through_the_pooler(
         world.close()
     url = pooler.url(_dbname(app_url), "postgres")
     with (
-        Client.local(url, LOCAL_JWT_SECRET, student.email, pooled=True) as client,
+        Client.local(url, LOCAL_JWT_SECRET, student, pooled=True) as client,
         SyncCache.open(client, tmp_path / "pooled.db") as cache,
     ):
         for round_number in range(8):  # past psycopg's prepare threshold (5)

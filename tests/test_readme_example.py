@@ -14,7 +14,7 @@ def readme_example() -> str:
     section = readme.split("## Use it from Python", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n(.*?)```", section, re.S)
     assert len(blocks) == 1, "the section should hold exactly one python example"
-    return blocks[0]
+    return str(blocks[0])
 
 
 def test_the_example_is_short() -> None:

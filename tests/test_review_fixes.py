@@ -10,13 +10,13 @@ import psycopg
 import pytest
 
 import pysync.errors
+from pysync.cli import errors as cli_errors
+from pysync.cli.legacy import _render
+from pysync.cli.main import main
 from pysync.dsn import mask_url, split_password
 from pysync.errors import MigrationError, PysyncError, first_line
 from pysync.ops._tools import run_tool
 from pysync.ops.legacy import ImportReport, Problem, Reconciliation
-from pysync_cli import errors as cli_errors
-from pysync_cli.legacy import _render
-from pysync_cli.main import main
 from tests.test_cli import project, run_cli  # noqa: F401  (the fixture is used by name)
 
 SECRET = "s3cr3t-pw"

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pysync.cli.main import main
 from pysync.localdb import LocalDatabase
 from pysync.localdb.cluster import SUPERUSER
 from pysync.rls._expr import bare_calls, is_always_true
@@ -26,7 +27,6 @@ from pysync.rls.audit import (
     run_audit,
 )
 from pysync.rls.matrix import CaseSpec, RpcSpec, load_matrix
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT
 
 Conn = psycopg.Connection[Any]

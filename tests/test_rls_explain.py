@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from pysync.cli.main import main
 from pysync.rls.explain import Actor, UnknownUserError, explain_as, resolve_actor
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect
 
 Conn = psycopg.Connection[Any]

@@ -10,10 +10,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from pysync.cli.main import main
 from pysync.rls import coverage_gaps, load_matrix, run_matrix
 from pysync.rls.matrix import MatrixError, RpcSpec, function_name
 from pysync.rls.world import build_world
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT
 
 #: Run on PostgreSQL 15 and again on 17 by `make test`.

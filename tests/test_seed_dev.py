@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from pysync.auth import LocalAuth
+from pysync.cli.main import main
 from pysync.config import LOCAL_JWT_SECRET
 from pysync.gateway import Identity, PostgresGateway
 from pysync.localdb import LocalDatabase
@@ -21,7 +22,6 @@ from pysync.rls import load_matrix, run_matrix
 from pysync.rls.audit import audit_project
 from pysync.seed import DEV_PASSWORD, DevPlan, DevReport, build_dev_world, seed_dev
 from pysync.seed.dev import TABLES
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect
 
 PLAN = DevPlan(today=date(2026, 11, 23))

@@ -8,13 +8,13 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from pysync.cli.main import main
 from pysync.errors import PysyncError
 from pysync.migrate import push
 from pysync.seed import PerfPlan, seed_perf
 from pysync.seed._plan import id_prefix
 from pysync.seed._rows import stamp, steps
 from pysync.seed.perf import BASELINE_ROWS, measure_baseline, perf_id
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, acting_as, connect
 
 

@@ -14,6 +14,7 @@ import jwt
 import psycopg
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from pysync.auth import LocalAuth, mint_access_token
@@ -123,6 +124,7 @@ def test_a_forged_token_naming_a_published_kid_is_refused(
 
 def test_a_token_cannot_choose_hs256_with_the_public_key_as_secret(key: SigningKey) -> None:
     public = ECAlgorithm.from_jwk(json.dumps(key.public_jwk()))
+    assert isinstance(public, ec.EllipticCurvePublicKey)
     public_pem = public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -138,8 +138,10 @@ class ConvergenceMachine(RuleBasedStateMachine):
         self.synced_at[device.name].append(started)
         after = self._server_profile(device.user.id)
         assert after == expected, (device.name, chain, before, after)
-        for row_id, (base, made, value) in reads.items():
-            self._check_read(device.name, read_before[row_id], base, made, value, row_id)
+        for row_id, (read_base, read_made, read_value) in reads.items():
+            self._check_read(
+                device.name, read_before[row_id], read_base, read_made, read_value, row_id
+            )
 
     def _server_read(self, row_id: str) -> tuple[Any, int, datetime] | None:
         found = self.world.sql(

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from pysync.cli.main import main
 from pysync.config import LOCAL_JWT_SECRET
 from pysync.localdb import LocalDatabase
 from pysync.migrate import apply_seed, push
 from pysync.seed import seed_dev
 from pysync.sync.demo import run_demo
-from pysync_cli.main import main
 from tests.helpers import PROJECT_ROOT, connect
 
 STEPS = [

@@ -39,7 +39,7 @@ def world(app_url: str) -> Iterator[SyncWorld]:
 @pytest.fixture
 def proxy(app_url: str) -> Iterator[FaultProxy]:
     params = conninfo_to_dict(app_url)
-    made = FaultProxy(str(params["host"]), int(params["port"]))
+    made = FaultProxy(str(params["host"]), int(str(params["port"])))
     yield made
     made.close()
 

@@ -153,6 +153,7 @@ def test_a_callable_resolver_decides_the_merged_row(
     _, student, conversation = chat
 
     def join_bodies(ctx: ConflictContext) -> dict[str, Any]:
+        assert ctx.server is not None
         return {"body": f"{ctx.server['body']} + {ctx.local['body']}"}
 
     a, b = devices(student, conflict_policies={"messages": join_bodies})
@@ -167,7 +168,7 @@ def test_a_callable_resolver_decides_the_merged_row(
     a.sync()
     b.sync()
     assert world.sql("select body from public.messages where id = %s", mid) == [("B + A",)]
-    assert a.get("messages", mid)["body"] == b.get("messages", mid)["body"] == "B + A"  # type: ignore[index]
+    assert a.get("messages", mid)["body"] == b.get("messages", mid)["body"] == "B + A"
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from pysync.sync.conflicts import ConflictContext, resolve
 from pysync.sync.errors import SyncError, UnknownTable
 from pysync.sync.outbox import Outbox
+from pysync.sync.storage import Storage
 from pysync.sync.wire import parse_pull
 from tests.sync_fixtures import CONV, COURSE, bucket, msg, new_storage, page
 
@@ -16,7 +17,7 @@ A = "a0000000-0000-4000-8000-00000000000a"
 B = "a0000000-0000-4000-8000-00000000000b"
 
 
-def loaded():  # type: ignore[no-untyped-def]
+def loaded() -> tuple[Storage, Outbox]:
     s = new_storage()
     s.apply_page(
         {}, parse_pull(page(bucket("messages", CONV, [msg(A, "hi", version=3), msg(B, "yo")])))

@@ -29,7 +29,6 @@ from pysync.sync.protocol import (
     SyncRequested,
     TimerFired,
 )
-from pysync.sync.storage import Storage
 from pysync.sync.wire import parse_pull, parse_schema
 from tests.sync_fixtures import CONV, COURSE, SCHEMA, bucket, msg, page
 
@@ -197,9 +196,12 @@ def test_size_budget_evicts_expired_then_least_recently_used_on_demand_buckets(
     cache.subscribe("course_preview", keys[0], ttl=10)  # expires first
     cache.subscribe("course_preview", keys[1], ttl=1000)
     cache.subscribe("course_preview", keys[2], ttl=1000)
-    rows = lambda key, n: [  # noqa: E731
-        {"id": f"{key}-{i}", "course_id": key, "title": "t", "version": 1} for i in range(n)
-    ]
+
+    def rows(key: str, n: int) -> list[dict[str, Any]]:
+        return [
+            {"id": f"{key}-{i}", "course_id": key, "title": "t", "version": 1} for i in range(n)
+        ]
+
     cache.storage.apply_page(
         {},
         parse_pull(
@@ -256,5 +258,4 @@ def test_plain_cache_is_plain_sqlite(tmp_path: Path) -> None:
             "select value from _sync_meta where key = 'schema_hash'"
         ).fetchone() == ("h1",)
     assert not path.exists()
-    assert Storage  # the module all SQL lives in
     assert parse_schema(SCHEMA).table("messages") is not None

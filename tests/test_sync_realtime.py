@@ -37,7 +37,7 @@ class FakeRealtime:
             if event == "phx_join":
                 self.joins.append(message)
                 self.sockets[topic] = socket
-                response = {"postgres_changes": []}
+                response: dict[str, Any] = {"postgres_changes": []}
             elif event == "phx_leave":
                 self.leaves.append(topic)
                 self.sockets.pop(topic, None)

@@ -13,13 +13,13 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json
 from pysync.client import Client
 from pysync.errors import PysyncError
 from pysync.sync import SyncCache, SyncStatus
 from pysync.sync.demo import DEMO_STUDENT, DEMO_TUTOR, run_demo
 from pysync.sync.files import FileSync, files_folder, object_store_for
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json
 
 sync_app = typer.Typer(
     help="A user's offline cache: sync it with the database, inspect it, queue writes."

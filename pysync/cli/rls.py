@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json
 from pysync.rls import load_matrix, run_matrix
 from pysync.rls.audit import LEVELS, AuditReport, audit_project
 from pysync.rls.explain import explain_as, resolve_actor
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json
 
 rls_app = typer.Typer(
     help="Row Level Security: test the access matrix, audit the catalog, explain as a user."

@@ -6,13 +6,13 @@ from typing import Annotated, Any
 
 import typer
 
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json, Yes
+from pysync.cli.render import render_push, render_status
 from pysync.config import Settings
 from pysync.errors import PysyncError
 from pysync.migrate import new_migration
 from pysync.migrate.lint import lint_paths
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json, Yes
-from pysync_cli.render import render_push, render_status
 
 db_app = typer.Typer(help="Start the embedded database; push, inspect and lint migrations.")
 

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json
 from pysync.functions import (
     DEFAULT_PORT,
     FUNCTIONS,
@@ -18,8 +20,6 @@ from pysync.functions import (
     serve_command,
     serve_env,
 )
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json
 
 functions_app = typer.Typer(help="Edge functions: run their Deno tests, serve them locally.")
 

@@ -8,8 +8,8 @@ import os
 import psycopg
 from rich.text import Text
 
+from pysync.cli.output import err_console
 from pysync.errors import PysyncError, first_line
-from pysync_cli.output import err_console
 
 #: Exit codes: 1 for errors the user can act on, 2 is typer's usage error.
 EXIT_ERROR = 1

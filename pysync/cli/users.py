@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from pysync.auth import UserRecord, create_user, delete_user, find_user, list_users
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json, Yes
 from pysync.errors import PysyncError
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json, Yes
 
 users_app = typer.Typer(help="Create, list and delete users as GoTrue's admin API would.")
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json
 from pysync.errors import PysyncError
 from pysync.seed import DevPlan, DevReport, PerfPlan, seed_dev, seed_perf
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json
 
 seed_app = typer.Typer(
     help="Load seed worlds: a small realistic one, or a large one for benchmarks."
@@ -85,7 +92,7 @@ def seed_perf_command(
                 TimeElapsedColumn(),
             )  # fmt: skip
             with Progress(*columns, console=output.console) as bar:
-                tasks: dict[str, int] = {}
+                tasks: dict[str, TaskID] = {}
 
                 def advance(table: str, done: int, planned: int) -> None:
                     if table not in tasks:

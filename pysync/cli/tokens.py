@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from pysync.auth import DEMO_KEY_EXPIRY, mint_api_key, mint_user_token
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json
 from pysync.errors import ConfigError
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json
 
 jwt_app = typer.Typer(help="Sign tokens with the configured JWT secret (SUPABASE_JWT_SECRET).")
 
@@ -60,7 +60,7 @@ def jwt_mint(
         token = mint_api_key(
             signing.secret, role.value, issuer=signing.key_issuer, expires_at=expires_at
         )
-        data = {"token": token, "role": role.value, "expires_at": expires_at}
+        data: dict[str, object] = {"token": token, "role": role.value, "expires_at": expires_at}
     else:
         assert user is not None
         with project.connect() as conn:

@@ -9,12 +9,12 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json
 from pysync.errors import ConfigError
 from pysync.ops import legacy
 from pysync.ops.legacy import ImportReport
 from pysync.ops.legacy import Progress as ProgressCallback
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json
 
 import_app = typer.Typer(help="Import data from other systems into this schema.")
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json
 
 bench_app = typer.Typer(help="Measure the cost of the library's hot paths.")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pysync.cli import output
 from pysync.migrate import PushResult
 from pysync.project import Project
-from pysync_cli import output
 
 
 def render_push(result: PushResult) -> None:

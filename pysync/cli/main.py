@@ -8,23 +8,23 @@ from typing import Annotated
 
 import typer
 
-from pysync_cli import context, output
-from pysync_cli.backup import backup_app
-from pysync_cli.bench import bench_app
-from pysync_cli.db import db_app
-from pysync_cli.errors import debug_enabled, report
-from pysync_cli.functions import functions_app
-from pysync_cli.gdpr import gdpr_app
-from pysync_cli.gen import gen_app
-from pysync_cli.health import health
-from pysync_cli.legacy import import_app
-from pysync_cli.options import DbUrl, Json
-from pysync_cli.render import render_push, render_status, render_tables
-from pysync_cli.rls import rls_app
-from pysync_cli.seed import seed_app
-from pysync_cli.sync import sync_app
-from pysync_cli.tokens import jwt_app
-from pysync_cli.users import users_app
+from pysync.cli import context, output
+from pysync.cli.backup import backup_app
+from pysync.cli.bench import bench_app
+from pysync.cli.db import db_app
+from pysync.cli.errors import debug_enabled, report
+from pysync.cli.functions import functions_app
+from pysync.cli.gdpr import gdpr_app
+from pysync.cli.gen import gen_app
+from pysync.cli.health import health
+from pysync.cli.legacy import import_app
+from pysync.cli.options import DbUrl, Json
+from pysync.cli.render import render_push, render_status, render_tables
+from pysync.cli.rls import rls_app
+from pysync.cli.seed import seed_app
+from pysync.cli.sync import sync_app
+from pysync.cli.tokens import jwt_app
+from pysync.cli.users import users_app
 
 app = typer.Typer(
     name="pysync",

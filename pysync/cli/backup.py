@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json, Yes
 from pysync.errors import PysyncError
 from pysync.ops.backup import create_backup, default_backup_path, restore_backup
 from pysync.ops.sqlite_export import export_sqlite
 from pysync.project import mask_url
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json, Yes
 
 backup_app = typer.Typer(help="Back up and restore the application's data; SQLite snapshots.")
 

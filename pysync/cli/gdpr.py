@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json, Yes
 from pysync.errors import PysyncError
 from pysync.gdpr import delete_user, export_user
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json, Yes
 
 gdpr_app = typer.Typer(help="GDPR: export everything about a user, or erase a user.")
 

@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json
 from pysync.errors import ConfigError
 from pysync.gen import generate
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json
 
 gen_app = typer.Typer(help="Generate client code from the database's catalog.")
 

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
+from pysync.cli import context, output
+from pysync.cli.options import DbUrl, Json
 from pysync.health import HealthReport, check_health
-from pysync_cli import context, output
-from pysync_cli.options import DbUrl, Json
 
 Ahead = Annotated[
     int,

@@ -1,1 +1,0 @@
-"""The admin CLI (installed as the ``pysync_cli`` package, console script ``pysync``)."""

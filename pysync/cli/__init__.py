@@ -1,0 +1,1 @@
+"""The admin CLI (installed as the ``pysync.cli`` package, console script ``pysync``)."""
