@@ -37,7 +37,7 @@ class Finding(NamedTuple):
 
 
 #: The db-pre-request function the schema defines (rate limits; rate_limiting migration).
-PRE_REQUEST_HOOK = "public.check_request"
+PRE_REQUEST_HOOK = "private.check_request"
 #: The pg_cron jobs ``private.schedule_jobs()`` (the schedules migration) creates.
 SCHEDULED_JOBS = ("pysync-maintain-partitions", "pysync-sync-prune")
 #: The edge function a database webhook calls for each new notification.

@@ -91,7 +91,7 @@ def test_migrations_alone_leave_the_hook_schedules_and_webhook_to_do(app_url: st
     checks = by_name(health(app_url))
     assert checks["pre_request_hook"].status == "warn"
     assert checks["pre_request_hook"].detail.startswith(
-        "not set: public.check_request() never runs, so API writes are not rate limited;"
+        "not set: private.check_request() never runs, so API writes are not rate limited;"
     )
     with connect(app_url) as conn:
         available = conn.execute(
@@ -136,25 +136,25 @@ def hook(local_db: LocalDatabase) -> Iterator[Callable[[str, str], None]]:
 def test_the_pre_request_hook_set_missing_or_wrong(
     app_url: str, fresh_url: str, hook: Callable[[str, str], None]
 ) -> None:
-    hook(app_url, "public.check_request")
+    hook(app_url, "private.check_request")
     check = by_name(health(app_url))["pre_request_hook"]
-    assert (check.status, check.data) == ("ok", {"hook": "public.check_request"})
+    assert (check.status, check.data) == ("ok", {"hook": "private.check_request"})
 
     hook(app_url, "public.maintain_partitions")
     check = by_name(health(app_url))["pre_request_hook"]
     assert check.status == "warn"
     assert check.detail.startswith(
-        "set to public.maintain_partitions, not the schema's public.check_request"
+        "set to public.maintain_partitions, not the schema's private.check_request"
     )
 
     # A database without the migrations: no hook is fine, a hook PostgREST cannot call is not.
     assert by_name(health(fresh_url))["pre_request_hook"].status == "ok"
-    hook(fresh_url, "public.check_request")
+    hook(fresh_url, "private.check_request")
     report = health(fresh_url)
     check = by_name(report)["pre_request_hook"]
     assert (check.status, report.ok) == ("fail", False)
     assert check.detail.startswith(
-        "set to public.check_request, which does not exist: PostgREST fails every request"
+        "set to private.check_request, which does not exist: PostgREST fails every request"
     )
 
 

@@ -318,7 +318,7 @@ def test_a_half_deployed_project_says_what_is_missing(cron: CronCluster) -> None
         "warn",
         f"not set: {PRE_REQUEST_HOOK}() never runs, so API writes are not rate limited;"
         " as postgres run: alter role authenticator set pgrst.db_pre_request ="
-        " 'public.check_request'; notify pgrst, 'reload config';",
+        " 'private.check_request'; notify pgrst, 'reload config';",
     )
     assert (checks["schedules"].status, checks["schedules"].detail) == (
         "warn",

@@ -80,6 +80,8 @@ class ForkServer:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def kill_and_wait(pid: int) -> None:

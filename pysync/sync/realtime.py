@@ -90,8 +90,23 @@ class RealtimeNudges:
     def topics(self) -> list[str]:
         return sorted(f"sync:{bucket}" for bucket in self._channels)
 
+    async def _cancel_the_rest(self) -> None:
+        """Cancel the client's own tasks (listening, heartbeats) and wait for them, so none
+        is destroyed pending when the loop closes."""
+        current = asyncio.current_task()
+        rest = [task for task in asyncio.all_tasks() if task is not current]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._run(self._client.close())
+        with contextlib.suppress(Exception):
+            self._run(self._cancel_the_rest())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(self._timeout)
+        if not self._thread.is_alive():
+            # A loop left open keeps its self-pipe sockets until the garbage collector
+            # finds them (a ResourceWarning in whatever runs then).
+            self._loop.close()
