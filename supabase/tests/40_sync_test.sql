@@ -7,7 +7,7 @@
 -- tests.cursor_before() is a snapshot that has not seen this transaction's writes,
 -- tests.cursor_after() one that has (as if it had committed).
 begin;
-select plan(75);
+select plan(76);
 
 -- helpers (rolled back with the rest: the tests schema never reaches a real project) ---------
 
@@ -176,6 +176,18 @@ select is_empty(
       cross join unnest(t.writable) as w (col)
       where w.col in ('id', 'version', 'sync_xid', 'created_at', 'updated_at')$$,
     'no server-managed column is writable through sync'
+);
+select is_empty(
+    $$select t.table_name || '.' || w.col
+      from private.sync_tables as t
+      cross join unnest(t.writable) as w (col)
+      inner join pg_trigger as tr on tr.tgrelid = format('public.%I', t.table_name)::regclass
+      inner join pg_proc as p on p.oid = tr.tgfoid and p.proname = 'check_server_stamps'
+      where w.col in (
+          select m[1]
+          from regexp_matches(pg_get_triggerdef(tr.oid), '''([a-z_]+)(?::[a-z]+)?''', 'g') as m
+      )$$,
+    'no column the server stamps (check_server_stamps) is writable through sync'
 );
 select is_empty(
     $$select t.table_name || ' ' || op || ' ' || w.col
