@@ -26,7 +26,7 @@ from pysync.deployment import PRE_REQUEST_HOOK, SCHEDULED_JOBS
 from pysync.health import HealthReport, check_health
 from pysync.localdb import LocalDatabase
 from pysync.localdb.binaries import server_install
-from pysync.localdb.cron import cron_scheduler_running, library_path
+from pysync.localdb.cron import cron_scheduler_running
 from pysync.migrate import push
 from pysync.ops.backup import create_backup, restore_backup
 from tests.helpers import PROJECT_ROOT, connect, make_tempdir, remove_tree
@@ -38,7 +38,7 @@ POLICIES = PROJECT_ROOT / "policies"
 RUN_TIMEOUT = 180.0
 
 pytestmark = pytest.mark.skipif(
-    not library_path(server_install(15).bin_dir).is_file(),
+    not server_install(15).has_library("pg_cron"),
     reason="pg_cron is not installed: run ./scripts/bootstrap.sh --cron as root",
 )
 

@@ -287,7 +287,7 @@ class LocalCluster:
     def _write_settings(self, port: int) -> None:
         settings = {**_SERVER_SETTINGS, "port": str(port)}
         if self.cron:
-            settings.update(cron_settings(self.install.bin_dir, CRON_DATABASE))
+            settings.update(cron_settings(self.install, CRON_DATABASE))
         if self.fast:
             settings.update(_FAST_SETTINGS)
         settings.update(self.settings)

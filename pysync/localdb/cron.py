@@ -11,40 +11,25 @@ else works and the migration schedules nothing.
 
 from __future__ import annotations
 
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import psycopg
 
-__all__ = ["cron_scheduler_running", "cron_settings", "enable_cron", "library_path"]
+from pysync.localdb.binaries import PgInstall
+
+__all__ = ["cron_scheduler_running", "cron_settings", "enable_cron"]
 
 #: Concurrent jobs; each runs in a background worker of the default pool of 8.
 _MAX_RUNNING_JOBS = 4
 
 
-def library_path(pg_bin: Path) -> Path:
-    """Where the server built from ``pg_bin`` would load ``pg_cron`` from."""
-    try:
-        result = subprocess.run(
-            [str(pg_bin / "pg_config"), "--pkglibdir"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        libdir = Path(result.stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        libdir = pg_bin.parent / "lib"  # Debian's layout: /usr/lib/postgresql/15/{bin,lib}
-    return libdir / "pg_cron.so"
-
-
-def cron_settings(pg_bin: Path, database: str) -> dict[str, str]:
+def cron_settings(install: PgInstall, database: str) -> dict[str, str]:
     """Server settings that preload pg_cron for ``database``; empty without the library.
 
     Jobs run in background workers, not over libpq: the cluster listens on loopback with
     passwords only, and a worker needs neither.
     """
-    if not library_path(pg_bin).is_file():
+    if not install.has_library("pg_cron"):
         return {}
     return {
         "shared_preload_libraries": "'pg_cron'",

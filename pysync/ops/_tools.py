@@ -18,7 +18,7 @@ from pysync.dsn import split_password
 from pysync.errors import BackupError
 from pysync.localdb.binaries import PgInstall, client_candidates
 
-__all__ = ["client_install", "connection_args", "run_tool", "server_major"]
+__all__ = ["client_install", "run_tool", "server_major"]
 
 
 def server_major(url: str) -> int:
@@ -43,12 +43,6 @@ def client_install(server_major: int) -> PgInstall:
     return usable[0]
 
 
-def connection_args(url: str) -> tuple[str, dict[str, str]]:
-    """``url`` without its password (userinfo or ``?password=``), and the environment that
-    carries the password."""
-    return split_password(url)
-
-
 def _first_error(output: str) -> str:
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     for line in lines:
@@ -68,7 +62,7 @@ def run_tool(
     env = dict(os.environ)
     cmd = [str(install.program(program)), *args]
     if url is not None:
-        dbname, env = connection_args(url)
+        dbname, env = split_password(url)
         cmd.append(f"--dbname={dbname}")
     try:
         result = subprocess.run(
