@@ -120,22 +120,8 @@ _FUNCTIONS = """
 select n.nspname::text, p.proname::text, p.proretset,
        format_type(p.prorettype, null), rt.typtype::text, rt.typname::text,
        p.pronargdefaults,
-       array(select coalesce(args.name, '') from unnest(
-                coalesce(p.proallargtypes, p.proargtypes::oid[]), p.proargnames, p.proargmodes
-             ) with ordinality as args(type, name, mode, ord)
-             where coalesce(args.mode, 'i') in ('i', 'b', 'v') order by args.ord),
-       array(select (select typname from pg_type where oid = args.type)::text from unnest(
-                coalesce(p.proallargtypes, p.proargtypes::oid[]), p.proargnames, p.proargmodes
-             ) with ordinality as args(type, name, mode, ord)
-             where coalesce(args.mode, 'i') in ('i', 'b', 'v') order by args.ord),
-       array(select coalesce(args.name, '') from unnest(
-                coalesce(p.proallargtypes, p.proargtypes::oid[]), p.proargnames, p.proargmodes
-             ) with ordinality as args(type, name, mode, ord)
-             where args.mode in ('o', 'b', 't') order by args.ord),
-       array(select (select typname from pg_type where oid = args.type)::text from unnest(
-                coalesce(p.proallargtypes, p.proargtypes::oid[]), p.proargnames, p.proargmodes
-             ) with ordinality as args(type, name, mode, ord)
-             where args.mode in ('o', 'b', 't') order by args.ord),
+       coalesce(a.in_names, '{}'), coalesce(a.in_types, '{}'),
+       coalesce(a.out_names, '{}'), coalesce(a.out_types, '{}'),
        coalesce(obj_description(p.oid, 'pg_proc'), ''),
        array(select r.rolname::text from pg_roles r
              where r.rolname in ('anon', 'authenticated', 'service_role')
@@ -144,6 +130,21 @@ select n.nspname::text, p.proname::text, p.proretset,
 from pg_proc p
 join pg_namespace n on n.oid = p.pronamespace
 join pg_type rt on rt.oid = p.prorettype
+left join lateral (
+    -- One pass over the arguments: inputs (modes i, b, v) and outputs (o, b, t).
+    select array_agg(coalesce(x.name, '') order by x.ord)
+               filter (where coalesce(x.mode, 'i') in ('i', 'b', 'v')) as in_names,
+           array_agg(t.typname::text order by x.ord)
+               filter (where coalesce(x.mode, 'i') in ('i', 'b', 'v')) as in_types,
+           array_agg(coalesce(x.name, '') order by x.ord)
+               filter (where x.mode in ('o', 'b', 't')) as out_names,
+           array_agg(t.typname::text order by x.ord)
+               filter (where x.mode in ('o', 'b', 't')) as out_types
+    from unnest(
+        coalesce(p.proallargtypes, p.proargtypes::oid[]), p.proargnames, p.proargmodes
+    ) with ordinality as x(type, name, mode, ord)
+    join pg_type t on t.oid = x.type
+) a on true
 where n.nspname = any(%(schemas)s) and p.prokind = 'f'
   and p.prorettype not in ('pg_catalog.trigger'::regtype, 'pg_catalog.event_trigger'::regtype)
 order by 1, 2, 8
