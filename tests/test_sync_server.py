@@ -94,6 +94,27 @@ def test_nothing_changed_gives_unchanged_buckets(world: SyncWorld) -> None:
     assert set(page["unchanged"]) == set(puller.states)
 
 
+def test_one_changed_bucket_among_unchanged_ones_is_served_alone(world: SyncWorld) -> None:
+    """The no-change fast path checks every bucket once; when it finds a change, the general
+    path serves that bucket (with the row) and still reports every other one unchanged."""
+    tutor, student, course, puller = enrolled(world)
+    other = world.course(tutor)
+    world.enroll(student, other)
+    puller.pull()
+    before = dict(puller.states)
+    lesson = world.lesson(course, 9)
+    page = puller.pull()
+    served = {entry["bucket"]: entry for entry in page["buckets"]}
+    assert set(served) == {f"course_content:{course}"}
+    assert [row["id"] for row in served[f"course_content:{course}"]["rows"]] == [lesson]
+    assert set(page["unchanged"]) == set(before) - set(served)
+    assert lesson in lesson_ids(puller)
+    # And a pull after it finds nothing again.
+    quiet = puller.pull()
+    assert quiet["buckets"] == []
+    assert set(quiet["unchanged"]) == set(puller.states)
+
+
 # ------------------------------------------------------------------------------ eviction
 
 

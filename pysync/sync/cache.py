@@ -374,10 +374,11 @@ class SyncCache:
 
     def _finished(self) -> None:
         self._last_error = None
-        self._storage.set_meta(
-            "last_synced_at", datetime.fromtimestamp(self._now(), UTC).isoformat()
-        )
-        self._storage.set_meta("last_error", None)
+        with self._storage.transaction():
+            self._storage.set_meta(
+                "last_synced_at", datetime.fromtimestamp(self._now(), UTC).isoformat()
+            )
+            self._storage.set_meta("last_error", None)
         self._evict()
         if self._files is not None:
             self._files.after_sync()
@@ -598,14 +599,22 @@ class SyncCache:
         response = self._take_prefetched(request)
         if response is None:
             response = self._connector.pull(request)
-        self._record_server_time(response.server_time)
         if response.schema_hash and response.schema_hash != self._storage.meta("schema_hash"):
             self.refresh_schema()
         elif response.has_more and self.prefetch:
             # Fetch the next page while this one is written to SQLite: the next request
             # follows from this response alone (the states the page will store).
             self._prefetch(_next_request(request, response))
-        self._storage.apply_page(request.buckets, response, now=self._now(), repairing=repair)
+        # One SQLite commit for the page and the clock offset it brings.
+        with self._storage.transaction():
+            self._record_server_time(response.server_time)
+            self._storage.apply_page(
+                request.buckets, response, now=self._now(), repairing=repair
+            )
+        if response.has_more:
+            self._storage.hold_checkpoints()
+        else:
+            self._storage.release_checkpoints()
         self._report()
         return Pulled(has_more=response.has_more)
 

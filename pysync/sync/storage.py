@@ -138,6 +138,12 @@ class BucketRecord:
     last_used: float
 
 
+#: SQLite's default ``wal_autocheckpoint`` (pages of 4 KiB).
+DEFAULT_WAL_PAGES = 1000
+#: ``wal_autocheckpoint`` during a multi-page pull: 64 MiB of WAL (the WAL file on disk, not
+#: memory), a checkpoint every 150,000 rows or so of a first sync.
+BULK_WAL_PAGES = 16384
+
 _PRIORITY_ORDER = "CASE priority WHEN 'critical' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
 
 
@@ -176,6 +182,13 @@ class Storage:
         self._listeners: list[ChangeListener] = []
         self._specs: dict[str, TableSpec] = {}
         self._schema: SchemaInfo | None = None
+        # The bucket records as last read, or None: every pull reads them to build its
+        # request, and decoding ~50 rows of JSON each time cost more than the rest of a
+        # no-change pull's SQLite work. Only this class writes _sync_buckets (the cache file
+        # is locked to one process), so every write below drops the copy, and so does a
+        # rollback (a copy read inside a transaction may hold what it undid).
+        self._bucket_records: dict[str, BucketRecord] | None = None
+        self._checkpoints_held = False
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -193,7 +206,29 @@ class Storage:
 
     def close(self) -> None:
         with self.lock:
+            self.release_checkpoints()
             self._conn.close()
+
+    def hold_checkpoints(self) -> None:
+        """Let the WAL grow to :data:`BULK_WAL_PAGES` pages before SQLite checkpoints it, while
+        a pull brings page after page (a first sync). With the default of 1000 pages, a page
+        of 5000 rows (about 2 MB with its indexes) made SQLite copy the WAL back into the
+        database file every page or two, so every row was written twice during the sync
+        rather than once when it ends. A connection setting: a crash loses nothing, and the
+        next open starts from SQLite's default."""
+        with self.lock:
+            if not self._checkpoints_held:
+                self._conn.execute(f"PRAGMA wal_autocheckpoint = {BULK_WAL_PAGES}")
+                self._checkpoints_held = True
+
+    def release_checkpoints(self) -> None:
+        """Back to SQLite's default checkpoints, checkpointing what the held WAL holds now
+        (``PASSIVE``: it waits for no reader)."""
+        with self.lock:
+            if self._checkpoints_held:
+                self._checkpoints_held = False
+                self._conn.execute(f"PRAGMA wal_autocheckpoint = {DEFAULT_WAL_PAGES}")
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- statements and transactions -------------------------------------------------------
 
@@ -231,6 +266,7 @@ class Storage:
                 self._depth = 0
                 self._conn.execute("ROLLBACK")
                 self._changed.clear()
+                self._bucket_records = None
                 raise
             self._depth = 0
             self._conn.execute("COMMIT")
@@ -673,25 +709,35 @@ class Storage:
     # -- buckets ---------------------------------------------------------------------------
 
     def buckets(self) -> dict[str, BucketRecord]:
-        return {
-            r["bucket"]: BucketRecord(
-                bucket=r["bucket"],
-                table=r["tbl"],
-                key=r["key"],
-                streams=tuple(json.loads(r["streams"])),
-                state=BucketState(r["cursor"], r["round"], r["after"]),
-                last_used=r["last_used"],
-            )
-            for r in self._all("SELECT * FROM _sync_buckets ORDER BY bucket")
-        }
+        """Every held bucket's record, by name (a copy: callers may change it)."""
+        with self.lock:
+            if self._bucket_records is None:
+                self._bucket_records = {
+                    r["bucket"]: BucketRecord(
+                        bucket=r["bucket"],
+                        table=r["tbl"],
+                        key=r["key"],
+                        streams=tuple(json.loads(r["streams"])),
+                        state=BucketState(r["cursor"], r["round"], r["after"]),
+                        last_used=r["last_used"],
+                    )
+                    for r in self._all("SELECT * FROM _sync_buckets ORDER BY bucket")
+                }
+            return dict(self._bucket_records)
+
+    def _buckets_written(self) -> None:
+        """Drop the copy of the bucket records after a write to ``_sync_buckets``."""
+        self._bucket_records = None
 
     def set_bucket_state(self, bucket: str, state: BucketState) -> None:
+        self._buckets_written()
         self._run(
             "UPDATE _sync_buckets SET cursor = ?, round = ?, after = ? WHERE bucket = ?",
             (state.cursor, state.round, state.after, bucket),
         )
 
     def touch_bucket(self, bucket: str, now: float) -> None:
+        self._buckets_written()
         self._run("UPDATE _sync_buckets SET last_used = ? WHERE bucket = ?", (now, bucket))
 
     def _bucket_rows(self, table: str, key: str) -> list[Row]:
@@ -714,6 +760,7 @@ class Storage:
     def forget_bucket(self, bucket: str) -> None:
         table, key = split_bucket(bucket)
         self._clear_bucket_rows(table, key)
+        self._buckets_written()
         self._run("DELETE FROM _sync_buckets WHERE bucket = ?", (bucket,))
 
     def local_checksum(self, bucket: str) -> tuple[int, int]:
@@ -743,7 +790,8 @@ class Storage:
         rows are cleared first as for a ``reset``."""
         stamp = time.time() if now is None else now
         with self.transaction():
-            known = {r["bucket"] for r in self._all("SELECT bucket FROM _sync_buckets")}
+            known = set(self.buckets())
+            self._buckets_written()
             for bucket in page.removed_buckets:
                 self.forget_bucket(bucket)
             for b in page.buckets:
@@ -808,6 +856,7 @@ class Storage:
                         "WHERE bucket = ?",
                         [(page.snapshot, bucket) for bucket in page.unchanged],
                     )
+            self._buckets_written()
 
     def _upsert_rows(self, spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> None:
         """Server rows without pending local writes, as :meth:`_apply_row` would apply them one
