@@ -896,7 +896,7 @@ def build_dev_world(plan: DevPlan | None = None) -> DevWorld:
 # -- loading -------------------------------------------------------------------------------
 
 #: Rows between two progress events of a table.
-_REPORT_EVERY = 250
+_REPORT_EVERY = 50
 
 
 def _password_hash(conn: psycopg.Connection[Any], seed: int) -> str:
