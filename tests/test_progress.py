@@ -252,3 +252,14 @@ def test_the_cli_bars_show_any_job_and_never_parse_markup(
     assert "2.5 MB/5.0 MB" in shown
     with progress_bars(enabled=False) as nothing:
         assert nothing is None
+
+
+def test_the_cli_bars_vanish_when_the_job_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed command prints its one error line, not a half-filled bar above it."""
+    console = Console(record=True, width=120, force_terminal=False)
+    monkeypatch.setattr(output, "err_console", console)
+    with pytest.raises(RuntimeError), progress_bars() as show:
+        assert show is not None
+        show(ProgressEvent("migrations", 1, 2, "migrations", message="applying bad.sql"))
+        raise RuntimeError("bad.sql failed")
+    assert console.export_text().strip() == ""

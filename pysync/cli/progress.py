@@ -49,8 +49,8 @@ def progress_bars(
 ) -> Iterator[ProgressCallback | None]:
     """A callback drawing one bar per task while the block runs (``None`` when not
     ``enabled``, e.g. with ``--json``). The bars start at the first event, so a command that
-    fails before any work prints its one error line and nothing else; ``transient`` bars
-    vanish when the block ends."""
+    fails prints its one error line and nothing else (bars vanish when the block raises);
+    ``transient`` bars vanish when it ends anyway."""
     if not enabled:
         yield None
         return
@@ -76,6 +76,9 @@ def progress_bars(
 
     try:
         yield show
+    except BaseException:
+        bars.live.transient = True  # a failed job's one error line stands alone
+        raise
     finally:
         if tasks:
             bars.stop()
