@@ -1,7 +1,9 @@
 """pysync: the Python layer of the tutoring platform's Supabase backend.
 
 The public face for applications: :class:`Client` and its typed data sources, the models
-they return, the gateway they run on, and the errors they raise.
+they return, the gateway they run on, the errors they raise, and the one progress event
+every long job (migrations, seeding, import, sync, file transfers) reports
+(:mod:`pysync.progress`).
 
 The library logs through :mod:`logging` under the ``pysync`` logger (migrations applied,
 sync retries, …) and never prints; an application opts in with ``logging.basicConfig`` or
@@ -53,6 +55,7 @@ from pysync.gateway import (
     Unauthorized,
     Unavailable,
 )
+from pysync.progress import ProgressCallback, ProgressEvent
 
 logging.getLogger("pysync").addHandler(logging.NullHandler())
 
@@ -84,6 +87,8 @@ __all__ = [
     "PostgresGateway",
     "PostgrestGateway",
     "Profile",
+    "ProgressCallback",
+    "ProgressEvent",
     "PysyncError",
     "QueryTimeout",
     "RateLimited",

@@ -7,7 +7,6 @@ push, status and seed run against that database, e.g. a real Supabase project.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +18,9 @@ from pysync.dsn import mask_url
 from pysync.errors import LocalDatabaseError
 from pysync.localdb import LocalDatabase
 from pysync.migrate import MigrationStatus, PushResult, apply_seed, discover_policies, inspect, push
+from pysync.progress import ProgressCallback, Reporter
 
 __all__ = ["Project", "TableCount", "mask_url"]
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -67,7 +65,11 @@ class Project:
             return inspect(conn, self.settings.migrations_dir)
 
     def push(
-        self, *, dry_run: bool = False, include_all: bool = False, progress: Progress | None = None
+        self,
+        *,
+        dry_run: bool = False,
+        include_all: bool = False,
+        progress: ProgressCallback | None = None,
     ) -> PushResult:
         with self.connect() as conn:
             return push(
@@ -86,41 +88,49 @@ class Project:
 
     # -- whole workflows -------------------------------------------------------------------
 
-    def up(self, progress: Progress | None = None, *, seed: bool | None = None) -> PushResult:
+    def up(
+        self, progress: ProgressCallback | None = None, *, seed: bool | None = None
+    ) -> PushResult:
         """Start the embedded database when targeted, push, seed.
 
         Seeding defaults to on for the embedded database and off for a remote one, so a
         stray ``SUPABASE_DB_URL`` never fills a real project with development data.
+
+        ``progress`` hears the tasks ``database`` (embedded only), those of :func:`push`,
+        and ``seed`` (one file, or none when not seeding).
         """
-        say = progress or (lambda _message: None)
         if self.is_local:
             was_running = self.local.status().running
             status = self.local.start()
-            say(
-                f"local database {'already running' if was_running else 'started'}"
+            Reporter(progress, "database", total=1).finish(
+                message=f"local database {'already running' if was_running else 'started'}"
                 f" on port {status.port}"
             )
-        result = self.push(progress=say)
-        say(f"{len(result.applied)} migration(s) applied, {len(result.policies)} policy file(s)")
+        result = self.push(progress=progress)
         if seed is None:
             seed = self.is_local
+        seeding = Reporter(progress, "seed", total=1 if seed else 0, unit="files")
         if not seed:
-            say("not seeding a remote database (pass --seed to do so)")
-        elif self.seed():
-            say(f"seeded from {self.settings.seed_file.relative_to(self.settings.project_dir)}")
+            seeding.finish(message="not seeding a remote database (pass --seed to do so)")
+        else:
+            seed_file = self.settings.seed_file.relative_to(self.settings.project_dir)
+            seeding.finish(
+                message=f"seeded from {seed_file}" if self.seed() else f"no {seed_file} to seed"
+            )
         return result
 
-    def reset(self, progress: Progress | None = None) -> PushResult:
+    def reset(self, progress: ProgressCallback | None = None) -> PushResult:
         """Recreate the embedded database from nothing: emulation, migrations, policies, seed."""
         if not self.is_local:
             raise LocalDatabaseError(
                 "reset only recreates the embedded database; for a remote database use "
                 "its own tooling (e.g. `supabase db reset --linked`)"
             )
-        say = progress or (lambda _message: None)
         self.local.reset()
-        say("recreated the local database from the Supabase emulation template")
-        return self.up(progress=say)
+        Reporter(progress, "database", total=1).finish(
+            message="recreated the local database from the Supabase emulation template"
+        )
+        return self.up(progress=progress)
 
     # -- reporting -------------------------------------------------------------------------
 

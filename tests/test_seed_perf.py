@@ -11,6 +11,7 @@ import pytest
 from pysync.cli.main import main
 from pysync.errors import PysyncError
 from pysync.migrate import push
+from pysync.progress import ProgressEvent
 from pysync.seed import PerfPlan, seed_perf
 from pysync.seed._plan import id_prefix
 from pysync.seed._rows import stamp, steps
@@ -28,9 +29,9 @@ def pushed_url(new_database: Callable[[], str]) -> str:
 
 def test_perf_world_has_the_planned_shape(pushed_url: str) -> None:
     plan = PerfPlan(users=200)
-    seen: list[tuple[str, int, int]] = []
+    seen: list[ProgressEvent] = []
     with connect(pushed_url) as conn:
-        report = seed_perf(conn, plan, progress=lambda *args: seen.append(args))
+        report = seed_perf(conn, plan, progress=seen.append)
         counts = dict(
             conn.execute(
                 "select 'users', count(*) from auth.users union all"
@@ -61,7 +62,7 @@ def test_perf_world_has_the_planned_shape(pushed_url: str) -> None:
     assert report.rows == sum(t.rows for t in report.tables) > 1000
     planned = {t.table: t.rows for t in report.tables}
     assert planned["public.messages"] == plan.messages
-    assert seen and seen[-1][1] == seen[-1][2]  # progress reached the planned count
+    assert seen and seen[-1].finished  # progress reached the planned count
 
 
 def test_every_generated_line_has_one_field_per_column() -> None:

@@ -15,10 +15,10 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 from pysync.gateway import NotFound
+from pysync.progress import ProgressEvent
 from pysync.sync import DeadLetter, SyncError
 from pysync.sync.files import (
     PLATFORM_RULES,
-    FileProgress,
     FileSync,
     file_status,
     files_folder,
@@ -60,7 +60,7 @@ def test_offline_attach_uploads_the_file_before_the_row_on_reconnect(
 ) -> None:
     tutor, student, conversation = chat
     photo = b"\x89PNG offline photo " * 500
-    moved: list[FileProgress] = []
+    moved: list[ProgressEvent] = []
     with device(
         world,
         student,
@@ -101,12 +101,14 @@ def test_offline_attach_uploads_the_file_before_the_row_on_reconnect(
         status = phone.cache.status().files
         assert status is not None and status.queued_uploads == 0
         assert status.cached_files == 1 and status.cache_bytes == len(photo)
-    assert moved[-1] == FileProgress("upload", "chat-attachments", path, len(photo), len(photo))
+    assert moved[-1] == ProgressEvent(
+        f"upload chat-attachments/{path}", len(photo), len(photo), "bytes"
+    )
     # The tutor, another participant, gets the row by sync and the file through the select
     # policy; while it downloads, the status counts it in flight.
     in_flight: list[int] = []
 
-    def downloading(progress: FileProgress) -> None:
+    def downloading(progress: ProgressEvent) -> None:
         in_flight.append(desk.files.status().downloads_in_flight)
 
     with device(

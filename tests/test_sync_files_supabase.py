@@ -15,6 +15,7 @@ import jwt
 import pytest
 
 from pysync.gateway import Identity, PermissionDenied, Unavailable
+from pysync.progress import ProgressEvent
 from pysync.sync.files import ResumeSlot, SupabaseObjectStore, is_refusal, object_store_for
 
 URL = "https://abc.supabase.co"
@@ -149,7 +150,7 @@ def test_large_upload_goes_through_tus_in_chunks(fake: FakeStorage, tmp_path: Pa
     source = tmp_path / "big.zip"
     source.write_bytes(data)
     saved: list[str | None] = []
-    seen: list[int] = []
+    seen: list[ProgressEvent] = []
     store_for(fake).upload(
         "submissions",
         PATH,
@@ -174,7 +175,9 @@ def test_large_upload_goes_through_tus_in_chunks(fake: FakeStorage, tmp_path: Pa
     patches = [r for r in fake.requests if r.method == "PATCH"]
     assert [r.headers["Upload-Offset"] for r in patches] == ["0", "1000", "2000", "3000"]
     assert fake.objects[f"submissions/{PATH}"] == data
-    assert seen == [1000, 2000, 3000, 3072]
+    assert [(e.task, e.done, e.total) for e in seen] == [
+        (f"upload submissions/{PATH}", done, len(data)) for done in (0, 1000, 2000, 3000, 3072)
+    ]
     assert saved[0] is not None and saved[0].startswith(f"{URL}/storage/v1/upload/resumable/")
     assert saved[-1] is None  # done: nothing to resume
 

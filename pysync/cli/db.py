@@ -8,6 +8,7 @@ import typer
 
 from pysync.cli import context, output
 from pysync.cli.options import DbUrl, Json, Yes
+from pysync.cli.progress import progress_bars
 from pysync.cli.render import render_push, render_status
 from pysync.config import Settings
 from pysync.errors import PysyncError
@@ -78,9 +79,8 @@ def db_push(
 ) -> None:
     """Apply pending migrations (each in its own transaction), then every policy file."""
     project = context.project(db_url)
-    result = project.push(
-        dry_run=dry_run, include_all=include_all, progress=None if as_json else output.say
-    )
+    with progress_bars(not as_json) as progress:
+        result = project.push(dry_run=dry_run, include_all=include_all, progress=progress)
     output.emit(as_json, result.as_dict(), lambda: render_push(result))
 
 
@@ -90,7 +90,8 @@ def db_reset(db_url: DbUrl = None, as_json: Json = False, yes: Yes = False) -> N
     project = context.local_project(db_url, "db reset")
     if not yes:
         raise PysyncError("reset deletes all local data: run again with --yes")
-    result = project.reset(progress=None if as_json else output.say)
+    with progress_bars(not as_json) as progress:
+        result = project.reset(progress=progress)
     output.emit(as_json, result.as_dict(), lambda: render_push(result))
 
 

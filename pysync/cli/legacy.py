@@ -2,50 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from pysync.cli import context, output
 from pysync.cli.options import DbUrl, Json
+from pysync.cli.progress import progress_bars
 from pysync.errors import ConfigError
 from pysync.ops import legacy
 from pysync.ops.legacy import ImportReport
-from pysync.ops.legacy import Progress as ProgressCallback
 
 import_app = typer.Typer(help="Import data from other systems into this schema.")
-
-
-@contextmanager
-def _progress_bar(enabled: bool) -> Iterator[ProgressCallback | None]:
-    """A rich bar per legacy table, fed by the library's progress callback. Started on the
-    first report, so an early error prints its one line and nothing else."""
-    if not enabled:
-        yield None
-        return
-    tasks: dict[str, TaskID] = {}
-    bar = Progress(
-        TextColumn("{task.description:<14}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=output.err_console,
-    )
-
-    def tick(table: str, done: int, total: int) -> None:
-        if not tasks:
-            bar.start()
-        if table not in tasks:
-            tasks[table] = bar.add_task(table, total=total)
-        bar.update(tasks[table], completed=done)
-
-    try:
-        yield tick
-    finally:
-        if tasks:
-            bar.stop()
 
 
 def _render(report: ImportReport) -> None:
@@ -102,9 +70,9 @@ def import_legacy(
     if not source_url.startswith(("postgres://", "postgresql://")):
         raise ConfigError("--from must be a postgresql:// URL")
     project = context.project(db_url)
-    with _progress_bar(not as_json) as tick:
+    with progress_bars(not as_json) as progress:
         report = legacy.import_legacy(
-            source_url, project.url(), dry_run=dry_run, batch_size=batch_size, progress=tick
+            source_url, project.url(), dry_run=dry_run, batch_size=batch_size, progress=progress
         )
     output.emit(as_json, report.as_dict(), lambda: _render(report))
     if not report.ok:

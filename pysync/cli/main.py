@@ -19,6 +19,7 @@ from pysync.cli.gen import gen_app
 from pysync.cli.health import health
 from pysync.cli.legacy import import_app
 from pysync.cli.options import DbUrl, Json
+from pysync.cli.progress import progress_bars
 from pysync.cli.render import render_push, render_status, render_tables
 from pysync.cli.rls import rls_app
 from pysync.cli.seed import seed_app
@@ -84,7 +85,8 @@ def up(
 ) -> None:
     """Start the embedded database if needed, push migrations and policies, seed."""
     project = context.project(db_url)
-    result = project.up(progress=None if as_json else output.say, seed=seed)
+    with progress_bars(not as_json) as progress:
+        result = project.up(progress=progress, seed=seed)
 
     def human() -> None:
         render_push(result)

@@ -5,17 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from pysync.cli import context, output
 from pysync.cli.options import DbUrl, Json
+from pysync.cli.progress import progress_bars
 from pysync.errors import PysyncError
 from pysync.seed import DevPlan, DevReport, PerfPlan, seed_dev, seed_perf
 
@@ -62,8 +55,8 @@ def seed_dev_command(
             "seed dev creates users whose password is published: pass --remote to seed a"
             " remote database anyway"
         )
-    with project.connect() as conn:
-        report = seed_dev(conn, DevPlan(seed=seed))
+    with project.connect() as conn, progress_bars(not as_json) as progress:
+        report = seed_dev(conn, DevPlan(seed=seed), progress=progress)
     output.emit(as_json, report.as_dict(), lambda: render_dev(report))
 
 
@@ -83,23 +76,8 @@ def seed_perf_command(
     """
     project = context.project(db_url)
     plan = PerfPlan(users=users, scale=scale)
-    with project.connect() as conn:
-        if as_json:
-            report = seed_perf(conn, plan)
-        else:
-            columns = (
-                TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(),
-                TimeElapsedColumn(),
-            )  # fmt: skip
-            with Progress(*columns, console=output.console) as bar:
-                tasks: dict[str, TaskID] = {}
-
-                def advance(table: str, done: int, planned: int) -> None:
-                    if table not in tasks:
-                        tasks[table] = bar.add_task(table, total=planned)
-                    bar.update(tasks[table], completed=done)
-
-                report = seed_perf(conn, plan, progress=advance)
+    with project.connect() as conn, progress_bars(not as_json) as progress:
+        report = seed_perf(conn, plan, progress=progress)
 
     def human() -> None:
         output.table(

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pysync.cli import context, output
 from pysync.cli.options import DbUrl, Json
+from pysync.cli.progress import progress_bars
 from pysync.client import Client
 from pysync.errors import PysyncError
+from pysync.progress import ProgressCallback, ProgressEvent
 from pysync.sync import SyncCache, SyncStatus
 from pysync.sync.demo import DEMO_STUDENT, DEMO_TUTOR, run_demo
 from pysync.sync.files import FileSync, files_folder, object_store_for
@@ -64,37 +65,25 @@ class WriteKind(StrEnum):
     delete = "delete"
 
 
-class _FirstSyncBar:
-    """A progress bar fed by the cache's ``progress`` callback, shown only while asked."""
+class _FirstSyncBars:
+    """The cache's and the files' progress callback: bars per stream and per file, drawn only
+    while :meth:`showing` (the cache is opened before anyone knows it is a first sync)."""
 
     def __init__(self) -> None:
-        self._bar: Progress | None = None
-        self._task: Any = None
+        self._show: ProgressCallback | None = None
 
     @contextlib.contextmanager
     def showing(self) -> Iterator[None]:
-        columns = (
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )  # fmt: skip
-        with Progress(*columns, console=output.console, transient=True) as bar:
-            self._bar, self._task = bar, bar.add_task("first sync", total=None)
+        with progress_bars(transient=True) as show:
+            self._show = show
             try:
                 yield
             finally:
-                self._bar = None
+                self._show = None
 
-    def __call__(self, status: SyncStatus) -> None:
-        if self._bar is None:
-            return
-        buckets = sum(p.buckets for p in status.streams.values())
-        complete = sum(p.complete for p in status.streams.values())
-        self._bar.update(
-            self._task,
-            total=buckets or None,
-            completed=complete,
-            description=f"first sync: {sum(status.tables.values())} rows, buckets",
-        )
+    def __call__(self, event: ProgressEvent) -> None:
+        if self._show is not None:
+            self._show(event)
 
 
 def cache_path(user: str, chosen: Path | None, data_dir: Path) -> Path:
@@ -112,7 +101,7 @@ def open_cache(
     user: str,
     chosen: Path | None,
     db_url: str | None,
-    progress: _FirstSyncBar | None = None,
+    progress: _FirstSyncBars | None = None,
     read_url: str | None = None,
 ) -> Iterator[SyncCache]:
     project = context.project(db_url)
@@ -130,7 +119,7 @@ def open_cache(
         # Files attached to rows upload before their rows are pushed; the local object store
         # keeps bytes under the data dir, one folder for every user (like one Storage).
         store = object_store_for(client, project.settings.data_dir / "objects")
-        stack.callback(FileSync(cache, store, files_folder(path)).close)
+        stack.callback(FileSync(cache, store, files_folder(path), progress=progress).close)
         yield cache
 
 
@@ -182,7 +171,7 @@ def _synced(
     read_url: str | None = None,
 ) -> None:
     """Run ``step`` on the cache (with a progress bar on its first sync), then print its status."""
-    bar = _FirstSyncBar()
+    bar = _FirstSyncBars()
     with open_cache(user, chosen, db_url, bar, read_url) as cache:
         first = cache.status().last_synced_at is None
         with bar.showing() if first and not as_json else contextlib.nullcontext():

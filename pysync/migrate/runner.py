@@ -9,7 +9,6 @@ blocks the push; ``dry_run`` runs everything inside an outer transaction and rol
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import psycopg
 from pysync.errors import MigrationDriftError, MigrationError
 from pysync.migrate import history
 from pysync.migrate.files import SqlFile, discover_migrations, discover_policies
+from pysync.progress import ProgressCallback, Reporter
 
 __all__ = [
     "Drift",
@@ -28,8 +28,6 @@ __all__ = [
     "inspect",
     "push",
 ]
-
-Progress = Callable[[str], None]
 
 _log = logging.getLogger(__name__)
 
@@ -151,20 +149,17 @@ def push(
     dry_run: bool = False,
     include_all: bool = False,
     root: Path | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> PushResult:
     """Apply pending migrations, then all policy files. ``conn`` must be in autocommit mode.
 
     Raises :class:`MigrationDriftError` before touching anything when applied migrations no
     longer match their files, and :class:`MigrationError` when a file fails (that file, and
     everything after it, is not applied; earlier files stay, unless ``dry_run``).
+
+    ``progress`` hears two tasks: ``migrations`` (one per pending file, each event naming the
+    file about to run) and ``policies`` (files).
     """
-
-    def say(message: str) -> None:
-        _log.info(message)
-        if progress is not None:
-            progress(message)
-
     policies = discover_policies(policies_dir)
     # Parse everything first: a syntax error anywhere stops the push before it starts.
     for file in [*discover_migrations(migrations_dir), *policies]:
@@ -174,8 +169,10 @@ def push(
     try:
         if dry_run:
             with conn.transaction(force_rollback=True):
-                return _push_locked(conn, migrations_dir, policies, include_all, True, root, say)
-        return _push_locked(conn, migrations_dir, policies, include_all, False, root, say)
+                return _push_locked(
+                    conn, migrations_dir, policies, include_all, True, root, progress
+                )
+        return _push_locked(conn, migrations_dir, policies, include_all, False, root, progress)
     finally:
         conn.execute("select pg_advisory_unlock(%s)", (history.PUSH_LOCK_KEY,))
 
@@ -187,7 +184,7 @@ def _push_locked(
     include_all: bool,
     dry_run: bool,
     root: Path | None,
-    say: Progress,
+    progress: ProgressCallback | None,
 ) -> PushResult:
     history.ensure_history(conn)
     status = inspect(conn, migrations_dir)
@@ -203,15 +200,25 @@ def _push_locked(
             f"pending migrations older than the last applied one ({versions}): "
             "rename them to a newer version or push with --include-all"
         )
+    migrations = Reporter(progress, "migrations", total=len(status.pending), unit="migrations")
     for file in status.pending:
-        say(f"applying {file.display(root)}")
+        message = f"applying {file.display(root)}"
+        _log.info(message)
+        migrations.update(message=message)
         with conn.transaction():
             apply_sql_file(conn, file, root=root)
             history.record_migration(conn, file)
+        migrations.advance()
+    if not status.pending:
+        migrations.finish(message="no pending migrations")
     if policies:
-        say(f"applying {len(policies)} policy file(s)")
+        files = Reporter(progress, "policies", total=len(policies), unit="files")
+        message = f"applying {len(policies)} policy file(s)"
+        _log.info(message)
+        files.update(message=message)
         with conn.transaction():
             for policy in policies:
                 apply_sql_file(conn, policy, root=root)
+                files.advance()
             history.record_policies(conn, policies)
     return PushResult(applied=status.pending, policies=policies, dry_run=dry_run)

@@ -32,7 +32,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, LiteralString
@@ -42,6 +42,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from pysync.errors import LegacyImportError, first_line
+from pysync.progress import ProgressCallback, Reporter
 
 __all__ = [
     "MAPPERS",
@@ -61,8 +62,6 @@ NAMESPACE = uuid.UUID("5b0f3c1e-8a47-5e0b-9f65-2d1c7a9e4b10")
 _INSTANCE = "00000000-0000-0000-0000-000000000000"
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _BCRYPT = re.compile(r"^\$2[abxy]\$\d\d\$[./A-Za-z0-9]{53}$")
-
-Progress = Callable[[str, int, int], None]
 
 
 def legacy_uuid(table: str, legacy_id: object) -> uuid.UUID:
@@ -963,7 +962,7 @@ class _Run:
     target: psycopg.Connection[Any]
     dry_run: bool
     batch_size: int
-    tick: Progress
+    progress: ProgressCallback | None
     report: ImportReport
     #: Legacy ids per legacy table that are (or, in a dry run, would be) in the target.
     kept: dict[str, set[object]] = field(default_factory=dict)
@@ -973,8 +972,8 @@ class _Run:
         cross = _set_problems(self.source, mapper)
         kept: set[object] = set()
         skipped = 0
-        done = 0
-        self.tick(mapper.source, 0, total)
+        rows_done = Reporter(self.progress, mapper.source, total=total, unit="rows")
+        rows_done.update()
         for rows in _source_rows(self.source, mapper, self.batch_size):
             batch: list[tuple[object, list[tuple[Any, ...]]]] = []
             for row in rows:
@@ -999,8 +998,7 @@ class _Run:
                 rejected = {p.legacy_id for p in problems}
                 skipped += len(rejected)
             kept |= {legacy_id for legacy_id, _ in batch if legacy_id not in rejected}
-            done += len(rows)
-            self.tick(mapper.source, done, total)
+            rows_done.advance(len(rows))
         self.kept[mapper.source] = kept
         if not self.dry_run:
             self.report.reconciliation += mapper.reconcile(
@@ -1014,10 +1012,13 @@ def import_legacy(
     *,
     dry_run: bool = False,
     batch_size: int = 500,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     mappers: Sequence[Mapper] = MAPPERS,
 ) -> ImportReport:
-    """Import (or with ``dry_run`` only validate) the legacy database at ``source_url``."""
+    """Import (or with ``dry_run`` only validate) the legacy database at ``source_url``.
+
+    ``progress`` hears one task per legacy table (``users``, ``courses``, …), in source rows.
+    """
     if batch_size < 1:
         raise LegacyImportError("--batch-size must be at least 1")
     started = time.monotonic()
@@ -1035,14 +1036,7 @@ def import_legacy(
             if why is not None:
                 raise LegacyImportError(f"{why}: push the migrations to the target first")
         _check_source(source, mappers)
-        run = _Run(
-            source,
-            target,
-            dry_run,
-            batch_size,
-            progress or (lambda _table, _done, _total: None),
-            report,
-        )
+        run = _Run(source, target, dry_run, batch_size, progress, report)
         for mapper in mappers:
             run.run(mapper)
         source.rollback()

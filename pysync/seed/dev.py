@@ -22,7 +22,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,6 +33,7 @@ from psycopg.types.json import Jsonb
 
 from pysync.auth.users import create_user
 from pysync.errors import ConfigError
+from pysync.progress import ProgressCallback, Reporter
 
 __all__ = [
     "DEV_PASSWORD",
@@ -894,7 +895,8 @@ def build_dev_world(plan: DevPlan | None = None) -> DevWorld:
 
 # -- loading -------------------------------------------------------------------------------
 
-Progress = Callable[[str, int], None]
+#: Rows between two progress events of a table.
+_REPORT_EVERY = 50
 
 
 def _password_hash(conn: psycopg.Connection[Any], seed: int) -> str:
@@ -923,43 +925,64 @@ def _insert(conn: psycopg.Connection[Any], table: str, row: Row) -> int:
     return conn.execute(query, list(values.values())).rowcount
 
 
+def _create_user(
+    conn: psycopg.Connection[Any], world: DevWorld, user: DemoUser, password_hash: str
+) -> int:
+    """Create ``user`` as GoTrue would, unless there already: 1 if created, else 0."""
+    known = conn.execute("select 1 from auth.users where id = %s", (user.id,)).fetchone()
+    if known:
+        return 0
+    create_user(
+        conn,
+        user.email,
+        user_id=user.id,
+        password_hash=password_hash,
+        app_metadata={"app_role": user.role},
+        user_metadata={"display_name": user.name},
+        created_at=user.created_at,
+    )
+    # What the user would have set while onboarding; only for users made just now.
+    profile = world.profiles[user.id]
+    conn.execute(
+        "update public.profiles set timezone = %s, locale = %s, onboarded = %s where id = %s",
+        (profile["timezone"], profile["locale"], profile["onboarded"], user.id),
+    )
+    return 1
+
+
 def seed_dev(
-    conn: psycopg.Connection[Any], plan: DevPlan | None = None, progress: Progress | None = None
+    conn: psycopg.Connection[Any],
+    plan: DevPlan | None = None,
+    progress: ProgressCallback | None = None,
 ) -> DevReport:
-    """Load the development world in one transaction; rows already there are left alone."""
+    """Load the development world in one transaction; rows already there are left alone.
+
+    ``progress`` hears one task per table (``auth.users``, ``public.courses``, …) counting
+    the world's rows gone through, inserted or already there; each task's last event says how
+    many were inserted."""
     world = build_dev_world(plan)
-    say = progress or (lambda _table, _rows: None)
     report = DevReport(password=DEV_PASSWORD, users=world.users)
     started = time.perf_counter()
     with conn.transaction():
         password_hash = _password_hash(conn, world.plan.seed)
+        users = Reporter(progress, "auth.users", total=len(world.users), unit="rows")
+        users.update()
         created = 0
-        for user in world.users:
-            known = conn.execute("select 1 from auth.users where id = %s", (user.id,)).fetchone()
-            if known:
-                continue
-            create_user(
-                conn,
-                user.email,
-                user_id=user.id,
-                password_hash=password_hash,
-                app_metadata={"app_role": user.role},
-                user_metadata={"display_name": user.name},
-                created_at=user.created_at,
-            )
-            # What the user would have set while onboarding; only for users made just now.
-            profile = world.profiles[user.id]
-            conn.execute(
-                "update public.profiles set timezone = %s, locale = %s, onboarded = %s"
-                " where id = %s",
-                (profile["timezone"], profile["locale"], profile["onboarded"], user.id),
-            )
-            created += 1
+        for n, user in enumerate(world.users, 1):
+            created += _create_user(conn, world, user, password_hash)
+            if n % _REPORT_EVERY == 0:
+                users.update(n)
         report.inserted["auth.users"] = created
-        say("auth.users", created)
+        users.finish(message=f"{created} inserted")
         for table, rows in world.tables.items():
-            inserted = sum(_insert(conn, table, row) for row in rows)
+            loaded = Reporter(progress, table, total=len(rows), unit="rows")
+            loaded.update()
+            inserted = 0
+            for n, row in enumerate(rows, 1):
+                inserted += _insert(conn, table, row)
+                if n % _REPORT_EVERY == 0:
+                    loaded.update(n)
             report.inserted[table] = inserted
-            say(table, inserted)
+            loaded.finish(message=f"{inserted} inserted")
     report.seconds = time.perf_counter() - started
     return report

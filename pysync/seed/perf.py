@@ -19,7 +19,7 @@ COPY's speed-up as a ratio measured on this machine in this run.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ import psycopg
 from psycopg import errors, sql
 
 from pysync.errors import PysyncError
+from pysync.progress import ProgressCallback, Reporter
 from pysync.seed._plan import PerfPlan, perf_id
 from pysync.seed._rows import Rows, steps
 
@@ -39,9 +40,6 @@ __all__ = [
     "perf_id",
     "seed_perf",
 ]
-
-#: Called with (table, rows written so far, rows planned) while a table loads.
-Progress = Callable[[str, int, int], None]
 
 #: Lines per ``copy.write``: large enough to amortise the call, small enough to stream.
 _BLOCK = 5_000
@@ -137,8 +135,10 @@ def _copy(
     columns: Sequence[str],
     planned: int,
     lines: Rows,
-    progress: Progress,
+    progress: ProgressCallback | None,
 ) -> int:
+    rows = Reporter(progress, table, total=planned, unit="rows")
+    rows.update()
     written = 0
     block: list[str] = []
     with conn.cursor() as cursor, cursor.copy(_copy_statement(table, columns)) as copy:
@@ -149,29 +149,29 @@ def _copy(
                 written += _BLOCK
                 block.clear()
                 if written % (_BLOCK * 4) == 0:
-                    progress(table, written, planned)
+                    rows.update(written)
         if block:
             copy.write("".join(block))
             written += len(block)
-    progress(table, written, planned)
+    rows.update(written)
     return written
 
 
 def seed_perf(
     conn: psycopg.Connection[Any],
     plan: PerfPlan,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     *,
     baseline: bool = True,
 ) -> PerfReport:
     """Load the perf world in one transaction (all or nothing), then ANALYZE it.
 
     With ``baseline``, then time :func:`measure_baseline` on a sample (at most
-    :data:`BASELINE_ROWS`) of the world's enrollments.
+    :data:`BASELINE_ROWS`) of the world's enrollments. ``progress`` hears one task per table
+    (``public.enrollments``, …), in rows of the planned count.
     """
     if plan.users < 20:
         raise PysyncError("the perf world needs at least 20 users")
-    say = progress or (lambda _table, _done, _planned: None)
     report = PerfReport(plan=plan)
     started = time.perf_counter()
     try:
@@ -184,7 +184,7 @@ def seed_perf(
             assert row is not None
             for table, columns, planned, lines in steps(plan, str(row[0])):
                 table_started = time.perf_counter()
-                written = _copy(conn, table, columns, planned, lines, say)
+                written = _copy(conn, table, columns, planned, lines, progress)
                 report.tables.append(TableLoad(table, written, time.perf_counter() - table_started))
     except errors.UniqueViolation as exc:
         raise PysyncError(

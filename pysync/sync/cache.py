@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from pysync.gateway import GatewayError
+from pysync.progress import ProgressCallback
 from pysync.sync.conflicts import ConflictContext, ConflictPolicy, resolve
 from pysync.sync.connector import Connector, GatewaySource, retryable
 from pysync.sync.errors import CacheLocked, SyncError, UnknownTable
 from pysync.sync.outbox import Outbox
+from pysync.sync.progress import RunProgress
 from pysync.sync.protocol import (
     Checksums,
     ChecksumsCompared,
@@ -46,7 +48,7 @@ from pysync.sync.protocol import (
     SyncRequested,
     TimerFired,
 )
-from pysync.sync.status import FileStatus, ProgressCallback, StreamProgress, SyncStatus
+from pysync.sync.status import FileStatus, StreamProgress, SyncStatus
 from pysync.sync.storage import DeadLetter, OutboxOp, Storage
 from pysync.sync.wire import BucketState, OpResult, PullRequest, PullResponse, PushResponse
 
@@ -123,6 +125,7 @@ class SyncCache:
         self._on_rejected = on_rejected
         self._on_conflict = on_conflict
         self._progress = progress
+        self._run_progress = RunProgress(None)
         self._budget = size_budget_rows
         self._lock_file = lock_file
         self._now = now
@@ -165,7 +168,10 @@ class SyncCache:
         A new cache asks the server for ``sync_schema()`` to create its tables; an existing
         one opens offline and migrates when a pull reports a new schema hash. ``path`` is
         locked for this process (:class:`CacheLocked`): two caches on one file would reuse op
-        ids under one ``client_id``."""
+        ids under one ``client_id``.
+
+        ``progress`` hears every sync run's ``push`` and ``pull <stream>`` tasks
+        (:mod:`pysync.sync.progress`); :meth:`status` is the whole picture at any moment."""
         if connector is not None and read_client is not None:
             raise ValueError("pass read_client or connector, not both")
         lock_file = _lock(Path(path))
@@ -332,6 +338,7 @@ class SyncCache:
             self.retry_in = None
             self._push_rounds = 0
             self._prefetched = None
+            self._run_progress = RunProgress(self._progress)
             repair: frozenset[str] = frozenset()
             todo = list(self._machine.handle(event))
             while todo:
@@ -382,11 +389,11 @@ class SyncCache:
         self._evict()
         if self._files is not None:
             self._files.after_sync()
-        self._report()
+        self._report_pull()
 
-    def _report(self) -> None:
-        if self._progress is not None:
-            self._progress(self.status())
+    def _report_pull(self) -> None:
+        if self._run_progress.listening:
+            self._run_progress.pulled(self._storage.buckets().values())
 
     def _record_server_time(self, server_time: datetime) -> None:
         offset = server_time.timestamp() - self._now()
@@ -416,8 +423,9 @@ class SyncCache:
         response = self._connector.push(self.client_id, [op.to_push() for op in batch])
         self._record_server_time(response.server_time)
         self._settle(batch, response)
-        self._report()
-        return Pushed(more=self._storage.pending_count()[0] > 0)
+        pending = self._storage.pending_count()[0]
+        self._run_progress.pushed(len(batch), pending)
+        return Pushed(more=pending > 0)
 
     def _settle(self, batch: Sequence[OutboxOp], response: PushResponse) -> None:
         """Apply a push's results in one transaction; callbacks run after it commits."""
@@ -608,14 +616,12 @@ class SyncCache:
         # One SQLite commit for the page and the clock offset it brings.
         with self._storage.transaction():
             self._record_server_time(response.server_time)
-            self._storage.apply_page(
-                request.buckets, response, now=self._now(), repairing=repair
-            )
+            self._storage.apply_page(request.buckets, response, now=self._now(), repairing=repair)
         if response.has_more:
             self._storage.hold_checkpoints()
         else:
             self._storage.release_checkpoints()
-        self._report()
+        self._report_pull()
         return Pulled(has_more=response.has_more)
 
     def _prefetch(self, request: PullRequest) -> None:

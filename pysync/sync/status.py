@@ -6,11 +6,11 @@ tests assert on it; nothing in it is needed to sync, so it is computed on demand
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = ["FileStatus", "ProgressCallback", "StreamProgress", "SyncStatus"]
+__all__ = ["FileStatus", "StreamProgress", "SyncStatus"]
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,3 @@ class SyncStatus:
     tables: Mapping[str, int] = field(default_factory=dict)
     #: Files, when the cache has a file queue (:class:`pysync.sync.files.FileSync`).
     files: FileStatus | None = None
-
-
-#: Called with a fresh status after each pushed batch and applied page.
-ProgressCallback = Callable[[SyncStatus], None]

@@ -9,14 +9,13 @@ project's Storage API, TUS for big files). See ``docs/sync-protocol.md`` ("Files
 
 from pysync.sync.files.local import LocalObjectStore
 from pysync.sync.files.objects import ObjectInfo, ObjectStore, ResumeSlot, is_refusal
-from pysync.sync.files.queue import FileProgress, FileSync, file_status, files_folder
+from pysync.sync.files.queue import FileSync, file_status, files_folder
 from pysync.sync.files.rules import PLATFORM_RULES, FileRule, safe_filename
 from pysync.sync.files.stores import object_store_for
 from pysync.sync.files.supabase import SupabaseObjectStore
 
 __all__ = [
     "PLATFORM_RULES",
-    "FileProgress",
     "FileRule",
     "FileSync",
     "LocalObjectStore",

@@ -32,7 +32,8 @@ from typing import Any
 
 from pysync.datasources._base import Context
 from pysync.gateway import NotFound, eq
-from pysync.sync.files.objects import ObjectInfo, Progress, ResumeSlot
+from pysync.progress import ProgressCallback, Reporter
+from pysync.sync.files.objects import ObjectInfo, ResumeSlot, transfer
 
 __all__ = ["LocalObjectStore"]
 
@@ -40,7 +41,7 @@ _CHUNK = 1 << 20
 
 
 def copy_file(
-    source: Path, dest: Path, progress: Progress | None = None, *, durable: bool = False
+    source: Path, dest: Path, progress: Reporter | None = None, *, durable: bool = False
 ) -> tuple[str, int]:
     """Copy ``source`` to ``dest`` through a temporary file renamed into place (a killed
     process never leaves half a file under ``dest``); ``(hex md5, size)`` of what was copied.
@@ -57,7 +58,7 @@ def copy_file(
                 digest.update(block)
                 size += len(block)
                 if progress is not None:
-                    progress(size)
+                    progress.update(size)
             if durable:
                 out.flush()
                 os.fsync(out.fileno())
@@ -101,12 +102,14 @@ class LocalObjectStore:
         content_type: str,
         upsert: bool,
         resume: ResumeSlot | None = None,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> ObjectInfo:
         del resume  # one local write either happens whole or not at all
         version = str(uuid.uuid4())
         blob = self._blob(bucket, path, version)
-        md5, size = copy_file(source, blob, progress)
+        sent = transfer(progress, "upload", bucket, path, source.stat().st_size)
+        sent.update()
+        md5, size = copy_file(source, blob, sent)
         etag = f'"{md5}"'
         me = self._context.user_id
         row = {
@@ -151,7 +154,7 @@ class LocalObjectStore:
         dest: Path,
         *,
         etag: str | None = None,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> ObjectInfo | None:
         row = self._row(bucket, path)
         if row is None:
@@ -163,7 +166,9 @@ class LocalObjectStore:
         blob = self._blob(bucket, path, str(row.get("version")))
         if not blob.exists():
             raise NotFound(f"{bucket}/{path} has no bytes in the local object store {self._root}")
-        _, size = copy_file(blob, dest, progress)
+        received = transfer(progress, "download", bucket, path, blob.stat().st_size)
+        received.update()
+        _, size = copy_file(blob, dest, received)
         return ObjectInfo(bucket, path, size, current)
 
     def remove(self, bucket: str, path: str) -> bool:

@@ -14,22 +14,20 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from pysync.gateway import GatewayError
+from pysync.progress import ProgressCallback, Reporter
 from pysync.sync.connector import retryable
 
 __all__ = [
     "ObjectInfo",
     "ObjectStore",
-    "Progress",
     "ResumeSlot",
     "file_md5",
     "is_refusal",
+    "transfer",
 ]
-
-#: Called with the bytes sent or received so far.
-Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
@@ -64,10 +62,10 @@ class ObjectStore(Protocol):
         content_type: str,
         upsert: bool,
         resume: ResumeSlot | None = None,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> ObjectInfo:
         """Store ``source`` at ``path``; raise :class:`~pysync.gateway.Conflict` when it exists
-        and ``upsert`` is off."""
+        and ``upsert`` is off. ``progress`` hears the bytes sent (:func:`transfer`)."""
         ...
 
     def info(self, bucket: str, path: str) -> ObjectInfo:
@@ -81,11 +79,23 @@ class ObjectStore(Protocol):
         dest: Path,
         *,
         etag: str | None = None,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> ObjectInfo | None:
         """Write the object to ``dest``; ``None`` (and ``dest`` untouched) when its ETag is
-        still ``etag``."""
+        still ``etag``. ``progress`` hears the bytes received (:func:`transfer`)."""
         ...
+
+
+def transfer(
+    progress: ProgressCallback | None,
+    direction: Literal["upload", "download"],
+    bucket: str,
+    path: str,
+    total: int | None,
+) -> Reporter:
+    """The progress task of one file moving: ``upload <bucket>/<path>`` (or ``download …``)
+    in bytes, the same name from every store so an app's bar follows the file."""
+    return Reporter(progress, f"{direction} {bucket}/{path}", total=total, unit="bytes")
 
 
 def is_refusal(exc: BaseException) -> bool:

@@ -36,11 +36,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pysync.gateway import Conflict, GatewayError, NotFound
+from pysync.progress import ProgressCallback
 from pysync.sync.cache import FileHooks, SyncCache
 from pysync.sync.errors import SyncError, UnknownTable
 from pysync.sync.files.local import copy_file
@@ -50,20 +50,9 @@ from pysync.sync.files.tables import CachedFile, FileTables, QueuedUpload
 from pysync.sync.status import FileStatus
 from pysync.sync.storage import OutboxOp, Storage
 
-__all__ = ["FileProgress", "FileSync", "file_status", "files_folder"]
+__all__ = ["FileSync", "file_status", "files_folder"]
 
 Key = tuple[str, str]  # (bucket, object path)
-
-
-@dataclass(frozen=True)
-class FileProgress:
-    """One file moving: ``done`` of ``total`` bytes (``total`` is None when unknown)."""
-
-    direction: str  # "upload" | "download"
-    bucket: str
-    path: str
-    done: int
-    total: int | None
 
 
 def files_folder(cache_path: str | Path) -> Path:
@@ -96,7 +85,10 @@ def _fingerprint(refs: Sequence[tuple[str, str, Any]]) -> str:
 
 
 class FileSync:
-    """The files of one :class:`SyncCache`: attach (queued uploads), open (downloads)."""
+    """The files of one :class:`SyncCache`: attach (queued uploads), open (downloads).
+
+    ``progress`` hears each transfer as an ``upload <bucket>/<path>`` or ``download …`` task
+    in bytes (:func:`~pysync.sync.files.objects.transfer`)."""
 
     def __init__(
         self,
@@ -106,7 +98,7 @@ class FileSync:
         *,
         rules: Sequence[FileRule] = PLATFORM_RULES,
         budget_bytes: int | None = None,
-        progress: Callable[[FileProgress], None] | None = None,
+        progress: ProgressCallback | None = None,
         now: Callable[[], float] = time.time,
     ) -> None:
         self._cache = cache
@@ -314,12 +306,6 @@ class FileSync:
             with self._storage.transaction():
                 self._tables.set_resume_url(upload, url)
 
-        def moved(done: int) -> None:
-            if self._progress is not None:
-                self._progress(
-                    FileProgress("upload", upload.bucket, upload.path, done, upload.size)
-                )
-
         try:
             info = self._store.upload(
                 upload.bucket,
@@ -328,7 +314,7 @@ class FileSync:
                 content_type=upload.content_type,
                 upsert=upload.upsert,
                 resume=ResumeSlot(upload.resume_url, save),
-                progress=moved,
+                progress=self._progress,
             )
         except Conflict as exc:
             # Insert-only (no upsert): an earlier attempt may have stored it before the
@@ -445,10 +431,6 @@ class FileSync:
             raise SyncError(f"{bucket}/{path} is not cached and this cache has no object store")
         name = f"cache/{uuid.uuid4().hex}"
 
-        def moved(done: int) -> None:
-            if self._progress is not None:
-                self._progress(FileProgress("download", bucket, path, done, None))
-
         with self._count_lock:
             self._in_flight += 1
         try:
@@ -457,7 +439,7 @@ class FileSync:
                 path,
                 self._folder / name,
                 etag=None if cached is None else cached.etag,
-                progress=moved,
+                progress=self._progress,
             )
         finally:
             with self._count_lock:

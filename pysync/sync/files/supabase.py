@@ -28,7 +28,8 @@ import httpx
 
 from pysync.gateway import GatewayError, Identity, IdentityKind, Unavailable
 from pysync.gateway.errors import error_for
-from pysync.sync.files.objects import ObjectInfo, Progress, ResumeSlot
+from pysync.progress import ProgressCallback, Reporter
+from pysync.sync.files.objects import ObjectInfo, ResumeSlot, transfer
 
 __all__ = ["SupabaseObjectStore"]
 
@@ -119,12 +120,14 @@ class SupabaseObjectStore:
         content_type: str,
         upsert: bool,
         resume: ResumeSlot | None = None,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> ObjectInfo:
         size = source.stat().st_size
+        sent = transfer(progress, "upload", bucket, path, size)
         if size >= self.resumable_threshold:
-            self._tus(bucket, path, source, size, content_type, upsert, resume, progress)
+            self._tus(bucket, path, source, size, content_type, upsert, resume, sent)
         else:
+            sent.update()
             response = self._send(
                 "POST",
                 self._object_url("object", bucket, path),
@@ -135,8 +138,7 @@ class SupabaseObjectStore:
             )
             if response.status_code >= 400:
                 raise storage_error(response)
-            if progress is not None:
-                progress(size)
+            sent.update(size)
         return self.info(bucket, path)
 
     def _tus_offset(self, url: str) -> int | None:
@@ -186,7 +188,7 @@ class SupabaseObjectStore:
         content_type: str,
         upsert: bool,
         resume: ResumeSlot | None,
-        progress: Progress | None,
+        sent: Reporter,
     ) -> None:
         url = resume.url if resume is not None else None
         offset = self._tus_offset(url) if url else None
@@ -195,6 +197,7 @@ class SupabaseObjectStore:
             offset = 0
             if resume is not None:
                 resume.save(url)
+        sent.update(offset)
         resyncs = 0
         with source.open("rb") as handle:
             while offset < size:
@@ -223,8 +226,7 @@ class SupabaseObjectStore:
                 if response.status_code >= 400:
                     raise storage_error(response)
                 offset = int(response.headers.get("Upload-Offset", offset + len(chunk)))
-                if progress is not None:
-                    progress(offset)
+                sent.update(offset)
         if resume is not None:
             resume.save(None)
 
@@ -250,7 +252,7 @@ class SupabaseObjectStore:
         dest: Path,
         *,
         etag: str | None = None,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
     ) -> ObjectInfo | None:
         headers = self._headers(**({"If-None-Match": etag} if etag else {}))
         url = self._object_url("object/authenticated", bucket, path)
@@ -263,14 +265,21 @@ class SupabaseObjectStore:
                 if response.status_code >= 400:
                     response.read()
                     raise storage_error(response)
+                # Content-Length counts encoded bytes: a total only when nothing is decoded.
+                length = response.headers.get("Content-Length")
+                encoded = response.headers.get("Content-Encoding", "identity") != "identity"
+                total = int(length) if length and length.isdigit() and not encoded else None
+                received = transfer(progress, "download", bucket, path, total)
+                received.update()
                 size = 0
                 with part.open("wb") as out:
                     for block in response.iter_bytes():
                         out.write(block)
                         size += len(block)
-                        if progress is not None:
-                            progress(size)
+                        # A wrong length from the server grows the total, never fails the copy.
+                        received.update(size, total=None if total is None else max(total, size))
                 part.replace(dest)
+                received.update(size, total=size)
                 return ObjectInfo(bucket, path, size, response.headers.get("ETag"))
         finally:
             part.unlink(missing_ok=True)
