@@ -310,6 +310,9 @@ def test_cli_writes_typescript_to_stdout_and_dart_to_a_folder(
     assert main(["gen", "types", "--lang", "dart", "--out", str(target), "--db-url", app_url]) == 0
     assert (target / "models.dart").is_file() and (target / "courses.dart").is_file()
     capsys.readouterr()
+    # Python writes rows.py and sync_payloads.py: a folder, or --json.
+    assert main(["gen", "types", "--lang", "python", "--db-url", app_url]) == 1
+    assert capsys.readouterr().err.strip() == "error: python writes 2 files: give --out DIR"
     assert main(["gen", "types", "--lang", "python", "--json", "--db-url", app_url]) == 0
     files = json.loads(capsys.readouterr().out)["files"]
     assert files["rows.py"] == (PROJECT_ROOT / "pysync" / "datasources" / "rows.py").read_text()
