@@ -159,6 +159,10 @@ def test_the_catalog_is_read_as_the_server_describes_it(catalog_url: str) -> Non
     assert [e.values for e in schema.enums] == [("happy", "so_so", "in")]
     functions = {f.name: f for f in schema.functions}
     assert "hidden" not in functions  # no API role may execute it
+    # The sync RPCs' declared payloads bind to the exact declared signatures only.
+    assert functions["sync_pull"].payload is not None
+    assert functions["sync_push"].payload is not None
+    assert functions["sync_checksums"].payload is None  # `buckets jsonb`, not `request jsonb`
     assert functions["latest_notes"].returns_set and functions["latest_notes"].returns == "notes"
     assert [p.name for p in functions["note_stats"].returns_table] == ["author_id", "notes"]
     assert [(a.name, a.has_default) for a in functions["count_notes"].arguments] == [
