@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -75,6 +76,17 @@ create function public.hidden() returns int4 language sql as 'select 1';
 revoke execute on function public.hidden() from public, anon, authenticated, service_role;
 grant select on public.authors, public.notes, public.profiles_extra, public.note_titles
     to anon, authenticated, service_role;
+-- The sync RPCs' signatures (bodies aside): their payloads are declared, so typed; a function
+-- that only shares a name (sync_checksums with another argument) keeps plain JSON.
+create function public.sync_schema() returns jsonb language sql stable as 'select null::jsonb';
+create function public.sync_pull(request jsonb) returns json language sql stable
+as 'select null::json';
+create function public.sync_push(client_id uuid, ops jsonb) returns jsonb language sql
+as 'select null::jsonb';
+create function public.sync_checksums(buckets jsonb) returns jsonb language sql stable
+as 'select null::jsonb';
+create function public.sync_prune() returns jsonb language sql as 'select null::jsonb';
+revoke execute on function public.sync_prune() from public, anon, authenticated;
 create table public.not_exposed (id int primary key);
 revoke all on public.not_exposed from anon, authenticated, service_role;
 """
@@ -147,6 +159,10 @@ def test_the_catalog_is_read_as_the_server_describes_it(catalog_url: str) -> Non
     assert [e.values for e in schema.enums] == [("happy", "so_so", "in")]
     functions = {f.name: f for f in schema.functions}
     assert "hidden" not in functions  # no API role may execute it
+    # The sync RPCs' declared payloads bind to the exact declared signatures only.
+    assert functions["sync_pull"].payload is not None
+    assert functions["sync_push"].payload is not None
+    assert functions["sync_checksums"].payload is None  # `buckets jsonb`, not `request jsonb`
     assert functions["latest_notes"].returns_set and functions["latest_notes"].returns == "notes"
     assert [p.name for p in functions["note_stats"].returns_table] == ["author_id", "notes"]
     assert [(a.name, a.has_default) for a in functions["count_notes"].arguments] == [
@@ -183,14 +199,16 @@ def test_output_matches_the_golden_files(catalog_url: str, lang: str) -> None:
 def test_committed_python_models_match_the_migrations(
     platform_conn: psycopg.Connection[Any],
 ) -> None:
-    """``pysync/datasources/rows.py`` is generated: regenerate it after a migration with
-    ``pysync gen types --lang python --out pysync/datasources``."""
-    (text,) = generate(platform_conn, "python").values()
-    committed = (PROJECT_ROOT / "pysync" / "datasources" / "rows.py").read_text()
-    assert text == committed, (
-        "pysync/datasources/rows.py drifted from the schema: run "
-        "`pysync gen types --lang python --out pysync/datasources`"
-    )
+    """``pysync/datasources/rows.py`` and ``sync_payloads.py`` are generated: regenerate them
+    after a migration with ``pysync gen types --lang python --out pysync/datasources``."""
+    files = generate(platform_conn, "python")
+    assert sorted(files) == ["rows.py", "sync_payloads.py"]
+    for name, text in files.items():
+        committed = (PROJECT_ROOT / "pysync" / "datasources" / name).read_text()
+        assert text == committed, (
+            f"pysync/datasources/{name} drifted from the schema: run "
+            "`pysync gen types --lang python --out pysync/datasources`"
+        )
 
 
 def _dart_errors(source: bytes) -> list[str]:
@@ -213,10 +231,17 @@ def test_the_dart_grammar_catches_broken_code() -> None:
 
 def test_platform_dart_models_parse(platform_conn: psycopg.Connection[Any]) -> None:
     files = generate(platform_conn, "dart")
-    assert {"profiles.dart", "courses.dart", "enums.dart", "rpc.dart", "models.dart"} <= set(files)
+    expected = {"profiles.dart", "courses.dart", "enums.dart", "rpc.dart", "models.dart"}
+    assert expected | {"sync_payloads.dart"} <= set(files)
     for name, text in files.items():
         assert _dart_errors(text.encode()) == [], name
         assert all(len(line) <= 80 for line in text.splitlines() if not line.startswith("//")), name
+    # Private helpers are referenced by name (`_list(_string)`): each must be defined in the
+    # file that uses it, which the grammar alone does not check.
+    for name, text in files.items():
+        used = set(re.findall(r"(?<![\w.'])(_[A-Za-z]\w*)", text))
+        defined = set(re.findall(r"^[^/ ].*?(?<![\w.])(_[A-Za-z]\w*)\s*[(<=]", text, re.M))
+        assert used <= defined, (name, used - defined)
     barrel = files["models.dart"]
     assert all(f"export '{name}';" in barrel for name in files if name != "models.dart")
 
@@ -231,16 +256,31 @@ def test_platform_typescript_passes_deno_check(
     # Code written against `supabase gen types typescript` output must compile, and a wrong
     # literal must not.
     (tmp_path / "use.ts").write_text(
-        'import type { Database, Tables, TablesInsert } from "./database.types.ts";\n'
+        "import type { Database, Json, SyncOpStatus, SyncPushOp, Tables, TablesInsert }\n"
+        '  from "./database.types.ts";\n'
         'type Course = Tables<"courses">;\n'
         'const status: Course["status"] = "published";\n'
         'const insert: TablesInsert<"messages"> = { conversation_id: "c", body: "hi",'
         ' sender_id: "s" };\n'
-        'type Pull = Database["public"]["Functions"]["sync_pull"];\n'
-        'const args: Pull["Args"] = { request: { streams: [] } };\n'
         "// @ts-expect-error: not a course status\n"
         'const wrong: Course["status"] = "bogus";\n'
-        "console.log(status, insert, args, wrong);\n"
+        # The sync RPCs take and return their declared payloads, not Json.
+        'type Pull = Database["public"]["Functions"]["sync_pull"];\n'
+        'const args: Pull["Args"] = { request: { version: 2, limit: 100,\n'
+        '  buckets: { "messages:m": { cursor: "10:12:11", round: null, after: null } },\n'
+        '  subscriptions: [{ stream: "course_preview", key: "k" }] } };\n'
+        'const firstValue = (page: Pull["Returns"]): Json | undefined =>\n'
+        "  page.buckets[0]?.rows[0]?.[0];\n"
+        "// @ts-expect-error: the types describe wire version 2 only\n"
+        'const v1: Pull["Args"] = { request: { version: 1 } };\n'
+        'type Push = Database["public"]["Functions"]["sync_push"];\n'
+        'const push: Push["Args"] = { client_id: "c", ops: [{ op_id: 1, table: "messages",\n'
+        '  kind: "insert", id: "i", data: { body: "hi" }, base_version: null }] };\n'
+        'const opStatus = (answer: Push["Returns"]): SyncOpStatus | undefined =>\n'
+        "  answer.results[0]?.status;\n"
+        "// @ts-expect-error: not an op kind\n"
+        'const upsert: SyncPushOp["kind"] = "upsert";\n'
+        "console.log(status, insert, wrong, args, firstValue, v1, push, opStatus, upsert);\n"
     )
     result = subprocess.run(
         [str(DENO), "check", "--no-lock", "use.ts"],
@@ -274,9 +314,12 @@ def test_cli_writes_typescript_to_stdout_and_dart_to_a_folder(
     assert main(["gen", "types", "--lang", "dart", "--out", str(target), "--db-url", app_url]) == 0
     assert (target / "models.dart").is_file() and (target / "courses.dart").is_file()
     capsys.readouterr()
+    # Python writes rows.py and sync_payloads.py: a folder, or --json.
+    assert main(["gen", "types", "--lang", "python", "--db-url", app_url]) == 1
+    assert capsys.readouterr().err.strip() == "error: python writes 2 files: give --out DIR"
     assert main(["gen", "types", "--lang", "python", "--json", "--db-url", app_url]) == 0
-    (rows,) = json.loads(capsys.readouterr().out)["files"].values()
-    assert rows == (PROJECT_ROOT / "pysync" / "datasources" / "rows.py").read_text()
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert files["rows.py"] == (PROJECT_ROOT / "pysync" / "datasources" / "rows.py").read_text()
 
 
 def generate_for(url: str, lang: str) -> dict[str, str]:

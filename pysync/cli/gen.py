@@ -29,8 +29,9 @@ def gen_types(
         Path | None,
         typer.Option(
             "--out",
-            help="Folder to write into (created if needed). Without it, TypeScript and Python"
-            " go to standard output; Dart, one file per table, needs a folder.",
+            help="Folder to write into (created if needed). Without it, a single file (the"
+            " TypeScript) goes to standard output; Dart (a file per table) and Python (rows.py"
+            " and, with the sync RPCs, sync_payloads.py) need a folder.",
             show_default=False,
         ),
     ] = None,
@@ -42,6 +43,8 @@ def gen_types(
     as_json: Json = False,
 ) -> None:
     """Models of the API schemas' tables, views, enum-like columns and RPCs.
+
+    The sync RPCs take and return typed payloads (declared in pysync/gen/sync_payloads.py).
 
     With --json and no --out, every file's source is in the JSON (``files``: name → text).
     """

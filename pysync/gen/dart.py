@@ -1,8 +1,9 @@
 """Dart models for the Flutter app: immutable classes with ``fromJson``/``toJson``/``copyWith``.
 
 One file per table or view (``lib/models/<table>.dart``), the enum-like types in
-``enums.dart``, RPC argument classes in ``rpc.dart`` and a barrel ``models.dart`` exporting
-them all. No code-generation packages are needed in the app (no ``json_serializable``,
+``enums.dart``, RPC argument classes in ``rpc.dart``, the sync RPCs' requests and answers in
+``sync_payloads.dart`` (from :mod:`pysync.gen.sync_payloads`) and a barrel ``models.dart``
+exporting them all. No code-generation packages are needed in the app (no ``json_serializable``,
 ``freezed``): the output is plain Dart, laid out as ``dart format`` lays it out.
 
 Type mapping (PostgREST's JSON → Dart), documented in ``docs/flutter.md``:
@@ -23,8 +24,24 @@ a private sentinel), which the ``?? this.field`` idiom cannot.
 
 from __future__ import annotations
 
-from pysync.gen.model import Column, Parameter, Relation, Schema
+import re
+import textwrap
+
+from pysync.gen.model import Column, Function, Parameter, Relation, Schema
 from pysync.gen.names import camel, class_name, literal_type_name, pascal
+from pysync.gen.payload_types import (
+    Choice,
+    Const,
+    Field,
+    ListOf,
+    MapOf,
+    PayloadType,
+    RpcPayload,
+    Scalar,
+    Struct,
+    choices_of,
+    structs_of,
+)
 
 __all__ = ["DART_TYPES", "render_dart"]
 
@@ -381,6 +398,255 @@ def _enums_file(schema: Schema) -> str:
     return _HEADER + "\n" + "\n".join(parts)
 
 
+# -- declared payloads (the sync RPCs) ----------------------------------------------------------
+
+#: Words a class member may not be named (reserved words and ``Object``'s members).
+_MEMBER_RESERVED = frozenset(
+    [
+        "assert",
+        "break",
+        "case",
+        "catch",
+        "class",
+        "const",
+        "continue",
+        "default",
+        "do",
+        "else",
+        "enum",
+        "extends",
+        "false",
+        "final",
+        "finally",
+        "for",
+        "if",
+        "in",
+        "is",
+        "new",
+        "null",
+        "rethrow",
+        "return",
+        "super",
+        "switch",
+        "this",
+        "throw",
+        "true",
+        "try",
+        "var",
+        "void",
+        "while",
+        "with",
+        "hashCode",
+        "runtimeType",
+        "toString",
+        "noSuchMethod",
+        "toJson",
+    ]
+)
+
+#: Decoders for items of lists and maps: each a ``T Function(Object?)``.
+_HELPERS = {
+    "_string": "String _string(Object? e) => e as String;\n",
+    "_int": "int _int(Object? e) => e as int;\n",
+    "_bool": "bool _bool(Object? e) => e as bool;\n",
+    "_json": "Object? _json(Object? e) => e;\n",
+    "_dateTime": "DateTime _dateTime(Object? e) => DateTime.parse(e as String);\n",
+    "_str": "T Function(Object?) _str<T>(T Function(String) f) => (e) => f(e as String);\n",
+    "_obj": "T Function(Object?) _obj<T>(T Function(Map<String, dynamic>) f) =>\n"
+    "    (e) => f(e as Map<String, dynamic>);\n",
+    "_list": "List<T> Function(Object?) _list<T>(T Function(Object?) item) =>\n"
+    "    (e) => (e as List<dynamic>).map(item).toList();\n",
+    "_map": "Map<String, T> Function(Object?) _map<T>(T Function(Object?) value) =>\n"
+    "    (e) => (e as Map<String, dynamic>).map((k, v) => MapEntry(k, value(v)));\n",
+}
+
+
+def _member(name: str) -> str:
+    text = camel(name) or "value"
+    return f"{text}_" if text in _MEMBER_RESERVED else text
+
+
+def _doc(indent: str, text: str) -> str:
+    """``text`` as ``///`` lines that fit the line width."""
+    lines = textwrap.wrap(text, _WIDTH - len(indent) - 4) or [""]
+    return "".join(f"{indent}/// {line}\n" for line in lines)
+
+
+def _payload_type(kind: PayloadType) -> str:
+    if isinstance(kind, Scalar):
+        if kind.format == "date-time":
+            return "DateTime"
+        return {"string": "String", "integer": "int", "boolean": "bool", "json": "Object?"}[
+            kind.kind
+        ]
+    if isinstance(kind, Const):
+        return "int"
+    if isinstance(kind, ListOf):
+        return f"List<{_payload_type(kind.item)}>"
+    if isinstance(kind, MapOf):
+        return f"Map<String, {_payload_type(kind.value)}>"
+    return kind.name
+
+
+def _decoder(kind: PayloadType) -> str:
+    """An expression of type ``T Function(Object?)`` that decodes ``kind``."""
+    if isinstance(kind, Scalar | Const):
+        return {"DateTime": "_dateTime", "String": "_string", "int": "_int", "bool": "_bool"}.get(
+            _payload_type(kind), "_json"
+        )
+    if isinstance(kind, Choice):
+        return f"_str({kind.name}.fromJson)"
+    if isinstance(kind, Struct):
+        return f"_obj({kind.name}.fromJson)"
+    if isinstance(kind, ListOf):
+        return f"_list({_decoder(kind.item)})"
+    return f"_map({_decoder(kind.value)})"
+
+
+def _decode(kind: PayloadType, value: str, nullable: bool) -> str:
+    """``value`` (a JSON value) decoded as ``kind``."""
+    dart = _payload_type(kind)
+    if dart in ("String", "int", "bool"):
+        return f"{value} as {dart}{'?' if nullable else ''}"
+    if dart == "Object?":
+        return value
+    if dart == "DateTime":
+        decoded = f"DateTime.parse({value} as String)"
+    elif isinstance(kind, Choice):
+        decoded = f"{kind.name}.fromJson({value} as String)"
+    elif isinstance(kind, Struct):
+        decoded = f"{kind.name}.fromJson({value} as Map<String, dynamic>)"
+    else:
+        decoded = f"{_decoder(kind)}({value})"
+    return f"{value} == null ? null : {decoded}" if nullable else decoded
+
+
+def _encode(kind: PayloadType, value: str, nullable: bool, depth: int = 0) -> str:
+    """``value`` (a Dart value of ``kind``) as JSON; ``value`` itself when nothing changes."""
+    dot = "?." if nullable else "."
+    if isinstance(kind, Scalar) and kind.format == "date-time":
+        return f"{value}{dot}toIso8601String()"
+    if isinstance(kind, Choice | Struct):
+        return f"{value}{dot}toJson()"
+    if isinstance(kind, ListOf):
+        item = f"e{depth or ''}"
+        inner = _encode(kind.item, item, False, depth + 1)
+        return value if inner == item else f"{value}{dot}map(({item}) => {inner}).toList()"
+    if isinstance(kind, MapOf):
+        key, item = f"k{depth or ''}", f"v{depth or ''}"
+        inner = _encode(kind.value, item, False, depth + 1)
+        return (
+            value
+            if inner == item
+            else f"{value}{dot}map(({key}, {item}) => MapEntry({key}, {inner}))"
+        )
+    return value
+
+
+def _entry(indent: str, key: str, value: str, condition: str = "") -> str:
+    """A map entry of ``toJson``, as ``dart format`` breaks a long one."""
+    prefix = f"if ({condition}) " if condition else ""
+    line = f"{indent}{prefix}'{key}': {value},"
+    if len(line) <= _WIDTH:
+        return line + "\n"
+    if condition:
+        return f"{indent}if ({condition})\n{indent}  '{key}': {value},\n"
+    return f"{indent}'{key}':\n{indent}    {value},\n"
+
+
+class _PayloadField:
+    def __init__(self, field: Field) -> None:
+        self.field = field
+        self.name = _member(field.name)
+        self.nullable = field.nullable or not field.required
+        base = _payload_type(field.type)
+        self.type = base if base.endswith("?") or not self.nullable else f"{base}?"
+        self.default = str(field.type.value) if isinstance(field.type, Const) else ""
+
+    def parameter(self) -> str:
+        if self.default:
+            return f"this.{self.name} = {self.default}"
+        return f"this.{self.name}" if self.type.endswith("?") else f"required this.{self.name}"
+
+    def to_json(self) -> str:
+        value = _encode(self.field.type, self.name, self.nullable)
+        condition = "" if self.field.required else f"{self.name} != null"
+        return _entry("        ", self.field.name, value, condition)
+
+
+def _payload_class(struct: Struct) -> str:
+    fields = [_PayloadField(f) for f in struct.fields]
+    name = struct.name
+    out = [_doc("", struct.doc), f"class {name} {{\n"]
+    out.append(
+        f"  const {name}({{\n" + "".join(f"    {f.parameter()},\n" for f in fields) + "  });\n\n"
+    )
+    opening = f"  factory {name}.fromJson(Map<String, dynamic> json) => {name}("
+    if len(opening) > _WIDTH:
+        opening = f"  factory {name}.fromJson(Map<String, dynamic> json) =>\n      {name}("
+    out.append(opening + "\n")
+    out.extend(
+        _argument("        ", f.name, _decode(f.field.type, f"json['{f.field.name}']", f.nullable))
+        for f in fields
+    )
+    out.append("      );\n")
+    for f in fields:
+        out.append("\n" + _doc("  ", f.field.doc) + f"  final {f.type} {f.name};\n")
+    out.append("\n  Map<String, dynamic> toJson() => <String, dynamic>{\n")
+    out.extend(f.to_json() for f in fields)
+    out.append("      };\n}\n")
+    return "".join(out)
+
+
+def _payloads_file(payloads: tuple[RpcPayload, ...]) -> str:
+    """The declared payloads' classes and enums, with the decoders their fields use."""
+    # _enum's first line is its one-line doc: the choice's doc, wrapped, replaces it.
+    parts = [
+        _doc("", choice.doc) + _enum(choice.name, choice.values, "").split("\n", 1)[1]
+        for choice in choices_of(payloads)
+    ]
+    parts += [_payload_class(struct) for struct in structs_of(payloads)]
+    body = "\n".join(parts)
+    helpers = "".join(
+        text for name, text in _HELPERS.items() if re.search(rf"(?<![\w.]){name}\b", body)
+    )
+    intro = (
+        "// The sync RPCs' requests and answers (wire version 2 of docs/sync-protocol.md),\n"
+        "// declared once in pysync/gen/sync_payloads.py and checked against the server.\n"
+    )
+    return _HEADER + intro + "\n" + body + ("\n" + helpers if helpers else "")
+
+
+def _dart_payloads(schema: Schema) -> tuple[RpcPayload, ...]:
+    """The declared payloads of the RPCs ``rpc.dart`` offers (an app's roles may call)."""
+    return schema.payloads(("anon", "authenticated"))
+
+
+def _payload_rpc(function: Function, payload: RpcPayload) -> str:
+    """The arguments class of an RPC with a declared payload."""
+    name = pascal(function.name) + "Args"
+    returns = _payload_type(payload.returns)
+    doc = (
+        f"/// Arguments of `rpc('{function.name}')`; decode its answer with `{returns}.fromJson`.\n"
+    )
+    if not payload.arguments:
+        return (
+            doc + f"class {name} {{\n  const {name}();\n\n"
+            "  Map<String, dynamic> toJson() => const <String, dynamic>{};\n}\n"
+        )
+    lines = [doc, f"class {name} {{\n", f"  const {name}({{\n"]
+    members = [(a, _member(a.name), _payload_type(a.type)) for a in payload.arguments]
+    lines.extend(f"    required this.{ident},\n" for _, ident, _ in members)
+    lines.append("  });\n\n")
+    lines.extend(f"  final {kind} {ident};\n" for _, ident, kind in members)
+    lines.append("\n  Map<String, dynamic> toJson() => <String, dynamic>{\n")
+    lines.extend(
+        _entry("        ", a.name, _encode(a.type, ident, False)) for a, ident, _ in members
+    )
+    lines.append("      };\n}\n")
+    return "".join(lines)
+
+
 def _rpc_type(parameter: Parameter) -> str:
     array = parameter.type.startswith("_")
     base = DART_TYPES.get(parameter.type.lstrip("_"), "String")
@@ -392,6 +658,9 @@ def _rpc_file(schema: Schema) -> str:
     parts = []
     for function in schema.functions:
         if "authenticated" not in function.callers and "anon" not in function.callers:
+            continue
+        if function.payload is not None:
+            parts.append(_payload_rpc(function, function.payload))
             continue
         name = pascal(function.name) + "Args"
         params = [(p, _identifier(p.name), _rpc_type(p)) for p in function.arguments]
@@ -424,7 +693,8 @@ def _rpc_file(schema: Schema) -> str:
                 lines.append(f"        '{p.name}': {value},\n")
         lines.append("      };\n}\n")
         parts.append("".join(lines))
-    return _HEADER + "\n" + "\n".join(parts)
+    imports = "import 'sync_payloads.dart';\n\n" if _dart_payloads(schema) else ""
+    return _HEADER + "\n" + imports + "\n".join(parts)
 
 
 def _file_name(relation: Relation) -> str:
@@ -432,11 +702,15 @@ def _file_name(relation: Relation) -> str:
 
 
 def render_dart(schema: Schema) -> dict[str, str]:
-    """``{file name: source}``: a file per relation, ``enums.dart``, ``rpc.dart`` and the
-    barrel ``models.dart``."""
+    """``{file name: source}``: a file per relation, ``enums.dart``, ``rpc.dart``,
+    ``sync_payloads.dart`` (when the schema has the sync RPCs) and the barrel
+    ``models.dart``."""
     files = {_file_name(r): _relation_file(r) for r in schema.relations}
     files["enums.dart"] = _enums_file(schema)
     files["rpc.dart"] = _rpc_file(schema)
+    payloads = _dart_payloads(schema)
+    if payloads:
+        files["sync_payloads.dart"] = _payloads_file(payloads)
     exports = "".join(f"export '{name}';\n" for name in sorted(files))
     files["models.dart"] = _HEADER + "\n" + exports
     return files

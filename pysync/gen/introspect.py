@@ -17,8 +17,10 @@ from typing import Any
 import psycopg
 
 from pysync.gen.model import Column, Enum, ForeignKey, Function, Parameter, Relation, Schema
+from pysync.gen.payload_types import RpcPayload
+from pysync.gen.sync_payloads import SYNC_PAYLOADS
 
-__all__ = ["introspect", "literals_of_check"]
+__all__ = ["bind_payload", "introspect", "literals_of_check"]
 
 #: Columns the sync engine adds for its own bookkeeping: never part of a client's model.
 INTERNAL_COLUMNS = frozenset({"sync_xid"})
@@ -171,6 +173,21 @@ def literals_of_check(column: str, expression: str) -> tuple[str, ...] | None:
     return tuple(values)
 
 
+def bind_payload(name: str, arguments: tuple[Parameter, ...], returns: str) -> RpcPayload | None:
+    """The declared payload of a function named ``name``, if its signature is exactly the
+    declared one (argument names and types, a JSON result); a function that merely shares
+    the name keeps plain JSON types."""
+    for payload in SYNC_PAYLOADS:
+        if payload.function != name or returns not in payload.returns_pg:
+            continue
+        declared = [(a.name, a.pg_type) for a in payload.arguments]
+        if declared == [(a.name, a.type) for a in arguments] and not any(
+            a.has_default for a in arguments
+        ):
+            return payload
+    return None
+
+
 def introspect(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> Schema:
     """The API schemas' relations, enums and callable functions, in a stable order."""
     params = {"schemas": list(schemas)}
@@ -239,15 +256,17 @@ def introspect(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> Schema:
         if not callers:
             continue
         first_default = len(arg_names) - int(ndefaults)
+        arguments = tuple(
+            Parameter(arg, kind, index >= first_default)
+            for index, (arg, kind) in enumerate(zip(arg_names, arg_types, strict=True))
+        )
+        return_type = return_name if return_kind != "p" else returns
         functions.append(
             Function(
                 schema=schema,
                 name=name,
-                arguments=tuple(
-                    Parameter(arg, kind, index >= first_default)
-                    for index, (arg, kind) in enumerate(zip(arg_names, arg_types, strict=True))
-                ),
-                returns=return_name if return_kind != "p" else returns,
+                arguments=arguments,
+                returns=return_type,
                 returns_set=bool(returns_set),
                 returns_table=tuple(
                     Parameter(out, kind, False)
@@ -256,6 +275,7 @@ def introspect(conn: psycopg.Connection[Any], schemas: Sequence[str]) -> Schema:
                 ),
                 comment=comment,
                 callers=tuple(callers),
+                payload=None if returns_set else bind_payload(name, arguments, return_type),
             )
         )
     return Schema(tuple(schemas), relations, enums, tuple(functions))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pysync.gen.payload_types import RpcPayload
+
 __all__ = ["Column", "Enum", "ForeignKey", "Function", "Parameter", "Relation", "Schema"]
 
 
@@ -82,6 +84,9 @@ class Function:
     comment: str
     #: API roles with EXECUTE (``anon``, ``authenticated``, ``service_role``).
     callers: tuple[str, ...]
+    #: The declared shape of its JSON arguments and result (:mod:`pysync.gen.sync_payloads`),
+    #: when the function is one the declaration describes; otherwise they are plain JSON.
+    payload: RpcPayload | None = None
 
 
 @dataclass(frozen=True)
@@ -96,3 +101,15 @@ class Schema:
 
     def views(self) -> tuple[Relation, ...]:
         return tuple(r for r in self.relations if r.kind == "view")
+
+    def payloads(self, callers: tuple[str, ...] = ()) -> tuple[RpcPayload, ...]:
+        """The declared payloads of the functions, once each; with ``callers``, only of
+        functions one of those roles may execute."""
+        found: dict[str, RpcPayload] = {}
+        for function in self.functions:
+            if function.payload is None:
+                continue
+            if callers and not set(callers) & set(function.callers):
+                continue
+            found.setdefault(function.payload.function, function.payload)
+        return tuple(found.values())
