@@ -112,15 +112,18 @@ def _walk(value: object, wrapped: bool, found: list[_Call]) -> None:
 
 
 def _walk_select(select: ast.SelectStmt, *, sublink: bool, found: list[_Call]) -> None:
-    """A sub-link's select list runs once per evaluation of the sub-select (an init plan
-    when uncorrelated); its FROM, WHERE, GROUP BY, ORDER BY, … run once per row they read.
-    Both arms of a ``UNION``/``INTERSECT``/``EXCEPT`` are selects of the same sub-link."""
+    """A sub-link's select that reads no table runs its select list once per evaluation (an
+    init plan when uncorrelated). With a ``FROM``, the select list runs once per row read, as
+    do ``WHERE``, ``GROUP BY``, ``ORDER BY`` and the rest: ``( SELECT (c.tutor_id =
+    auth.uid()) FROM courses c WHERE …)`` calls it for every course of every row checked.
+    Each arm of a ``UNION``/``INTERSECT``/``EXCEPT`` is judged on its own ``FROM``."""
+    once = sublink and select.fromClause is None
     for attribute in select:
         value = getattr(select, attribute)
         if attribute in ("larg", "rarg") and value is not None:
             _walk_select(value, sublink=sublink, found=found)
         else:
-            _walk(value, sublink and attribute == "targetList", found)
+            _walk(value, once and attribute == "targetList", found)
 
 
 def bare_calls(expression: str | None) -> list[str]:
@@ -128,10 +131,10 @@ def bare_calls(expression: str | None) -> list[str]:
     ``(select …)``, in order of appearance, e.g. ``["auth.uid()"]``.
 
     A call counts as wrapped when the nearest select clause around it is the select list of
-    a sub-select: ``( SELECT auth.uid() AS uid)`` or ``( SELECT (auth.jwt() ->> 'role'))``,
-    also inside another sub-select's ``WHERE``. A call in a sub-select's ``FROM``, ``WHERE``
-    and the like, or outside any sub-select, is bare. Raises :class:`ExpressionError` when
-    the text is not one expression.
+    a sub-select that reads no table: ``( SELECT auth.uid() AS uid)`` or ``( SELECT
+    (auth.jwt() ->> 'role'))``, also inside another sub-select's ``WHERE``. A call anywhere
+    else in a sub-select that has a ``FROM`` (select list included), or outside any
+    sub-select, is bare. Raises :class:`ExpressionError` when the text is not one expression.
     """
     if not expression:
         return []
