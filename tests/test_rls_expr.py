@@ -166,12 +166,27 @@ def test_only_a_literal_truth_is_always_true(expression: str, always: bool) -> N
         ("true; drop table notes", "it is not one expression"),
         ("owner, editor", "it is not one expression"),
         ("owner AS o", "it is not one expression"),
+        ("owner = auth.uid()\x00 OR true", "it contains a NUL character"),
     ],
 )
 def test_text_that_is_not_one_expression_is_a_clear_error(expression: str, message: str) -> None:
     for read in (bare_calls, is_always_true):
         with pytest.raises(ExpressionError, match=re.escape(message)):
             read(expression)
+
+
+def test_depth_is_no_limit_short_of_the_parser_s_own() -> None:
+    deep = "owner = " + "( SELECT " * 1000 + "auth.uid()" + ")" * 1000
+    assert bare_calls(deep) == []
+    assert bare_calls(
+        deep.replace("( SELECT auth.uid()", "( SELECT 1 FROM t WHERE auth.uid()")
+    ) == ["auth.uid()"]
+    arms = " UNION ".join(
+        ["SELECT auth.uid() AS uid"] * 3000 + ["SELECT 1 FROM t WHERE auth.uid()"]
+    )
+    assert bare_calls(f"owner IN ({arms})") == ["auth.uid()"]
+    with pytest.raises(ExpressionError, match="memory exhausted"):
+        bare_calls("owner = " + "( SELECT " * 10000 + "1" + ")" * 10000)
 
 
 def test_an_unreadable_policy_is_a_note_not_a_crashed_audit() -> None:

@@ -47,12 +47,23 @@ class _Call:
     text: str
 
 
+@dataclass(frozen=True)
+class _Select:
+    """A select still to walk, and whether it is a sub-link's (or an arm of one's)."""
+
+    stmt: ast.SelectStmt
+    sublink: bool
+
+
 def _parse(expression: str) -> object:
     """The tree of ``expression``, parsed as the one item of a select list.
 
     Anything that is not exactly one expression (a ``FROM`` clause, a second statement, a
     second column) is refused: the text would otherwise be judged as something it is not.
     """
+    if "\x00" in expression:
+        # libpg_query reads a C string: the text would end there, unseen.
+        raise ExpressionError("cannot read the policy expression: it contains a NUL character")
     try:
         statements = pglast.parse_sql(_PREFIX + expression)
     except parser.ParseError as exc:
@@ -88,42 +99,55 @@ def _name(call: ast.FuncCall) -> str:
     return ".".join(part.sval for part in call.funcname)
 
 
-def _walk(value: object, wrapped: bool, found: list[_Call]) -> None:
-    """Collect the bare per-request calls under ``value``; ``wrapped`` says whether the
-    nearest enclosing select clause is the select list of a sub-select (evaluated once)."""
-    if isinstance(value, tuple):
-        for item in value:
-            _walk(item, wrapped, found)
-    elif isinstance(value, ast.SubLink):
-        # The left side of `x in (select …)` runs per row; the sub-select gets its own say.
-        _walk(value.testexpr, wrapped, found)
-        _walk_select(value.subselect, sublink=True, found=found)
-    elif isinstance(value, ast.SelectStmt):
-        # A select that is not a sub-link's (a FROM sub-query, a CTE) is not the pattern
-        # Supabase's advice names: its select list excuses nothing (wrap the call itself).
-        _walk_select(value, sublink=False, found=found)
-    elif isinstance(value, ast.Node):
-        if isinstance(value, ast.FuncCall) and not wrapped:
-            name = _name(value)
-            if name in PER_REQUEST_FUNCTIONS:
-                found.append(_Call(value.location or 0, f"{name}()"))
-        for attribute in value:
-            _walk(getattr(value, attribute), wrapped, found)
+def _bare(tree: object) -> list[_Call]:
+    """The per-request calls under ``tree`` that are not wrapped, in no particular order.
+
+    A work list, not recursion: a deeply nested expression must not hit Python's recursion
+    limit. Each item carries whether the nearest select clause around it is a select list
+    that runs once (see :func:`_select_clauses`)."""
+    found: list[_Call] = []
+    pending: list[tuple[object, bool]] = [(tree, False)]
+    while pending:
+        value, wrapped = pending.pop()
+        if isinstance(value, tuple):
+            pending.extend((item, wrapped) for item in value)
+        elif isinstance(value, _Select):
+            pending.extend(_select_clauses(value))
+        elif isinstance(value, ast.SubLink):
+            # The left side of `x in (select …)` runs per row; the sub-select has its own say.
+            pending.append((value.testexpr, wrapped))
+            pending.append((_Select(value.subselect, sublink=True), False))
+        elif isinstance(value, ast.SelectStmt):
+            # A select that is not a sub-link's (a FROM sub-query, a CTE) is not the pattern
+            # Supabase's advice names: its select list excuses nothing (wrap the call itself).
+            pending.append((_Select(value, sublink=False), False))
+        elif isinstance(value, ast.Node):
+            if isinstance(value, ast.FuncCall) and not wrapped:
+                name = _name(value)
+                if name in PER_REQUEST_FUNCTIONS:
+                    found.append(_Call(value.location or 0, f"{name}()"))
+            pending.extend((getattr(value, attribute), wrapped) for attribute in value)
+    return found
 
 
-def _walk_select(select: ast.SelectStmt, *, sublink: bool, found: list[_Call]) -> None:
-    """A sub-link's select that reads no table runs its select list once per evaluation (an
+def _select_clauses(select: _Select) -> list[tuple[object, bool]]:
+    """The clauses of a select, each with whether it runs once.
+
+    A sub-link's select that reads no table runs its select list once per evaluation (an
     init plan when uncorrelated). With a ``FROM``, the select list runs once per row read, as
     do ``WHERE``, ``GROUP BY``, ``ORDER BY`` and the rest: ``( SELECT (c.tutor_id =
     auth.uid()) FROM courses c WHERE …)`` calls it for every course of every row checked.
     Each arm of a ``UNION``/``INTERSECT``/``EXCEPT`` is judged on its own ``FROM``."""
-    once = sublink and select.fromClause is None
-    for attribute in select:
-        value = getattr(select, attribute)
+    stmt = select.stmt
+    once = select.sublink and stmt.fromClause is None
+    clauses: list[tuple[object, bool]] = []
+    for attribute in stmt:
+        value = getattr(stmt, attribute)
         if attribute in ("larg", "rarg") and value is not None:
-            _walk_select(value, sublink=sublink, found=found)
+            clauses.append((_Select(value, sublink=select.sublink), False))
         else:
-            _walk(value, once and attribute == "targetList", found)
+            clauses.append((value, once and attribute == "targetList"))
+    return clauses
 
 
 def bare_calls(expression: str | None) -> list[str]:
@@ -138,8 +162,7 @@ def bare_calls(expression: str | None) -> list[str]:
     """
     if not expression:
         return []
-    found: list[_Call] = []
-    _walk(_parse(expression), False, found)
+    found = _bare(_parse(expression))
     return [call.text for call in sorted(found, key=lambda call: call.location)]
 
 
@@ -174,7 +197,7 @@ def is_always_true(expression: str | None) -> bool:
     command grants nothing (PostgreSQL 15 adds no permissive qual for it). Raises
     :class:`ExpressionError` when the text is not one expression.
     """
-    if expression is None:
+    if not expression:
         return False
     node = _parse(expression)
     if _true_literal(node):
