@@ -310,6 +310,33 @@ def test_subscription_brings_a_bucket_and_unsubscribe_drops_it(
         assert f"course_content:{course}" not in cache.held_buckets()
 
 
+def test_nudges_are_throttled_not_debounced(world: SyncWorld, tmp_path: Path) -> None:
+    """The first nudge after a quiet spell syncs at once; a burst within ``min_interval`` of
+    that sync's start joins one sync at the end of the window instead of one each."""
+    import time
+
+    from pysync.sync import Triggers
+
+    student = world.user("student")
+    with SyncCache.open(world.client(student), tmp_path / "t.db") as cache:
+        triggers = Triggers(cache, period=3600, min_interval=30.0)
+        try:
+            triggers.nudge("notifications:x")
+            first = triggers.next_run_in
+            assert first is not None and first < 1.0  # at once, not after a delay
+            deadline = time.monotonic() + 20
+            while triggers.runs < 1:
+                assert time.monotonic() < deadline, "the first nudge did not sync"
+                time.sleep(0.02)
+            for _ in range(10):
+                triggers.nudge("notifications:x")
+            later = triggers.next_run_in
+            assert later is not None and later > 10.0  # the window's end, one run for all ten
+            assert triggers.runs == 1
+        finally:
+            triggers.close()
+
+
 def test_nudge_on_a_held_bucket_triggers_a_pull(
     world: SyncWorld, chat: tuple[Any, Any, str], tmp_path: Path
 ) -> None:
@@ -320,7 +347,10 @@ def test_nudge_on_a_held_bucket_triggers_a_pull(
     tutor, student, conversation = chat
     with SyncCache.open(world.client(student), tmp_path / "n.db") as cache:
         triggers = Triggers(
-            cache, period=3600, debounce=0.05, nudges=lambda cb: PgNudges(world.url, cb, poll=0.05)
+            cache,
+            period=3600,
+            min_interval=0.05,
+            nudges=lambda cb: PgNudges(world.url, cb, poll=0.05),
         )
         try:
             triggers.start()

@@ -1,6 +1,10 @@
 """When to sync: at start, when connectivity returns, periodically, on a realtime nudge, or
-when asked. Every trigger goes through one debouncer, so a burst of nudges (a busy
-conversation) becomes one pull, and a failed sync is retried after the state machine's backoff.
+when asked. Every trigger goes through one scheduler. Nudges are throttled, not debounced: the
+first nudge after a quiet spell syncs at once (a message shows up in milliseconds, not after a
+debounce delay), and the nudges that arrive within ``min_interval`` of that sync's start join
+one more sync at the end of the window, so a burst (a busy conversation, or the several
+buckets one write touches) costs two pulls at most, never one each. A failed sync is retried
+after the state machine's backoff.
 Nudges locally come from PostgreSQL ``NOTIFY`` on the topic ``sync:<table>:<key>`` (the
 emulated ``realtime.send`` also notifies): :class:`PgNudges` ``LISTEN``\\ s on the held buckets. On
 a Supabase project the same topics are private Realtime broadcast channels
@@ -36,22 +40,24 @@ class NudgeSource(Protocol):
 
 
 class Triggers:
-    """Runs ``cache.sync()`` on a background timer thread, debounced."""
+    """Runs ``cache.sync()`` on a background timer thread; nudge-driven syncs start at most
+    once per ``min_interval`` seconds (the first at once)."""
 
     def __init__(
         self,
         cache: SyncCache,
         *,
         period: float = 300.0,
-        debounce: float = 0.25,
+        min_interval: float = 0.25,
         nudges: Callable[[Callable[[str], None]], NudgeSource] | None = None,
     ) -> None:
         self._cache = cache
         self._period = period
-        self._debounce = debounce
+        self._min_interval = min_interval
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._due: float | None = None
+        self._last_start = float("-inf")
         self._closed = False
         self._nudges = None if nudges is None else nudges(self.nudge)
         self.runs = 0
@@ -59,11 +65,22 @@ class Triggers:
     def start(self) -> None:
         self._schedule(0.0)
 
+    @property
+    def next_run_in(self) -> float | None:
+        """Seconds until the next scheduled sync (``None`` while none is scheduled)."""
+        with self._lock:
+            return None if self._due is None else max(0.0, self._due - time.monotonic())
+
     def manual(self) -> None:
         self._schedule(0.0)
 
     def nudge(self, bucket: str) -> None:
-        self._schedule(self._debounce)
+        """Sync now, or, within ``min_interval`` of the last sync's start, once at the end of
+        that window. A sync that is running when the nudge arrives may have read before the
+        write it announces, so the nudge always leads to a sync that starts after it."""
+        with self._lock:
+            wait = self._last_start + self._min_interval - time.monotonic()
+        self._schedule(max(0.0, wait))
 
     def connectivity(self, online: bool) -> None:
         with contextlib.suppress(SyncError):
@@ -90,6 +107,7 @@ class Triggers:
             self._timer, self._due = None, None
             if self._closed:
                 return
+            self._last_start = time.monotonic()
         self.runs += 1
         next_in = self._period
         try:
