@@ -71,23 +71,26 @@ using (
     )
 );
 
--- Each arm reads one indexed row about this course (the caller's enrollment, the course
--- itself) through a scalar sub-select, under those tables' own policies, instead of calling
--- enrolled_course_ids() / taught_course_ids(): a security definer SQL helper costs about
+-- No security definer helper (enrolled_course_ids() / taught_course_ids()): one costs about
 -- 0.15 ms a call (role and search_path switch, its body planned on every statement), which
--- was most of this query's cost (docs/performance.md). For an enrolled student the first
--- arm answers and nothing else runs.
+-- was most of this query's cost (docs/performance.md). The first arm is the caller's own
+-- enrollments, under that table's policy, as an uncorrelated IN: PostgreSQL hashes that
+-- small set once per statement, so each row costs a hash probe. A correlated sub-select
+-- (one index probe of enrollments, and its policy, per row) cost a first sync about a fifth
+-- of its server time: it reads thousands of rows of one course. The second arm reads the
+-- course's own row by its key: the set of courses a preview could come from is every
+-- published course, far too many to hash on every statement. For an enrolled student the
+-- first arm answers and nothing else runs.
 -- Students who finished the course keep reading it (docs/rls.md, "Archived courses and
 -- completed enrollments").
 create policy "Enrolled students and the tutor can read content"
 on public.course_content for select to authenticated
 using (
-    (
-        select true
+    course_id in (
+        select e.course_id
         from public.enrollments as e
         where
             e.student_id = (select auth.uid())
-            and e.course_id = course_content.course_id
             and e.status in ('active', 'completed')
     )
     or (
