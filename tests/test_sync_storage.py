@@ -189,6 +189,38 @@ def test_unchanged_buckets_get_the_snapshot_as_cursor() -> None:
     assert s.buckets()[BUCKET].state == BucketState("7:7:")
 
 
+def test_bucket_records_kept_in_memory_equal_the_file_after_every_page(tmp_path: Path) -> None:
+    """Storage keeps the bucket records between pulls; whatever a page does (new buckets,
+    unchanged ones, removed ones, a page that fails half-way), they read as the file does."""
+    path = tmp_path / "cache.db"
+    s = Storage.open(path)
+    s.migrate(parse_schema(SCHEMA), SCHEMA)
+
+    def from_the_file() -> dict[str, Any]:
+        other = Storage.open(path)
+        try:
+            return dict(other.buckets())
+        finally:
+            other.close()
+
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi")], cursor="1:1:")))
+    assert s.buckets() == from_the_file()
+    apply(s, page(unchanged=[BUCKET], snapshot="7:7:"))
+    assert s.buckets() == from_the_file()
+    assert s.buckets()[BUCKET].state == BucketState("7:7:")
+    apply(s, page(bucket("messages", CONV2, [msg(B, "yo")], cursor="8:8:"), unchanged=[BUCKET]))
+    assert s.buckets() == from_the_file()
+    broken = page(bucket("no_such_table", "x", [{"id": "1"}]), unchanged=[BUCKET], snapshot="9:9:")
+    with pytest.raises(SyncError):
+        apply(s, broken)
+    assert s.buckets() == from_the_file()
+    assert s.buckets()[BUCKET].state == BucketState("1240:1244:1241")
+    apply(s, page(removed_buckets=[f"messages:{CONV2}"], unchanged=[BUCKET], snapshot="10:10:"))
+    assert s.buckets() == from_the_file()
+    assert set(s.buckets()) == {BUCKET}
+    s.close()
+
+
 def test_page_and_cursor_commit_together(tmp_path: Path) -> None:
     path = tmp_path / "cache.db"
     s = Storage.open(path)

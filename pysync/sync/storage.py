@@ -725,6 +725,23 @@ class Storage:
                 }
             return dict(self._bucket_records)
 
+    def _mark_unchanged(self, buckets: Sequence[str], snapshot: str) -> None:
+        """Give the copy of the bucket records the cursor a page of unchanged buckets just
+        wrote, as the UPDATE did, rather than drop it: a pull in which nothing changed, the
+        common one, then reads no bucket row back (a rollback still drops the copy)."""
+        records = self._bucket_records
+        if records is None:
+            return
+        state = BucketState(snapshot)
+        for bucket in buckets:
+            record = records.get(bucket)
+            if record is None:
+                self._bucket_records = None
+                return
+            records[bucket] = BucketRecord(
+                record.bucket, record.table, record.key, record.streams, state, record.last_used
+            )
+
     def _buckets_written(self) -> None:
         """Drop the copy of the bucket records after a write to ``_sync_buckets``."""
         self._bucket_records = None
@@ -791,7 +808,6 @@ class Storage:
         stamp = time.time() if now is None else now
         with self.transaction():
             known = set(self.buckets())
-            self._buckets_written()
             for bucket in page.removed_buckets:
                 self.forget_bucket(bucket)
             for b in page.buckets:
@@ -856,7 +872,10 @@ class Storage:
                         "WHERE bucket = ?",
                         [(page.snapshot, bucket) for bucket in page.unchanged],
                     )
-            self._buckets_written()
+            if page.buckets or page.removed_buckets:
+                self._buckets_written()
+            else:
+                self._mark_unchanged(page.unchanged, page.snapshot)
 
     def _upsert_rows(self, spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> None:
         """Server rows without pending local writes, as :meth:`_apply_row` would apply them one
