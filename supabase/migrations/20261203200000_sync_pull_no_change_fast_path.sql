@@ -7,9 +7,66 @@
 -- response is every bucket unchanged, built at once; if it finds changes, the general path
 -- runs as before and reuses them instead of checking again. The general path's grouping
 -- query (its states parsed, grouped and sorted) was most of a no-change pull's own time.
+-- Both ways out build their response with private.sync_pull_response.
 
 set local lock_timeout = '5s';
 set local statement_timeout = '60s';
+
+-- The sync_pull response (docs/sync-protocol.md), in wire version 1 or 2, built in one place
+-- for both of sync_pull's ways out: the no-change fast path and the general path. Version 2
+-- adds its version and, for every table that served rows, the column list of their arrays.
+create function private.sync_pull_response(
+    columnar boolean,
+    snap pg_snapshot,
+    schema_hash text,
+    served_tables text [],
+    entries json [],
+    unchanged text [],
+    removed_buckets json,
+    denied json,
+    has_more boolean
+)
+returns json
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+    if not columnar then
+        return json_build_object(
+            'snapshot', snap::text,
+            'server_time', now(),
+            'schema_hash', schema_hash,
+            'buckets', array_to_json(entries),
+            'unchanged', array_to_json(unchanged),
+            'removed_buckets', removed_buckets,
+            'denied', denied,
+            'has_more', has_more
+        );
+    end if;
+    return json_build_object(
+        'version', 2,
+        'snapshot', snap::text,
+        'server_time', now(),
+        'schema_hash', schema_hash,
+        'columns', (
+            select coalesce(json_object_agg(t.name, private.sync_columns(t.name)), '{}')
+            from (select distinct u.name from unnest(served_tables) as u (name)) as t
+        ),
+        'buckets', array_to_json(entries),
+        'unchanged', array_to_json(unchanged),
+        'removed_buckets', removed_buckets,
+        'denied', denied,
+        'has_more', has_more
+    );
+end
+$$;
+revoke all on function private.sync_pull_response(
+    boolean, pg_snapshot, text, text [], json [], text [], json, json, boolean
+) from public;
+grant execute on function private.sync_pull_response(
+    boolean, pg_snapshot, text, text [], json [], text [], json, json, boolean
+) to authenticated, service_role;
 
 create or replace function public.sync_pull(request jsonb)
 returns json
@@ -46,6 +103,9 @@ declare
     partial_key text;
     resume_id uuid;
     all_checkable boolean := false;
+    held_tables text [];
+    held_keys text [];
+    held_cursors pg_snapshot [];
     changed_known boolean := false;
     changed_tables text [];
     changed_keys text [];
@@ -105,69 +165,35 @@ begin
         select
             coalesce(
                 bool_and(
-                    jsonb_typeof(h.state) = 'object'
-                    and h.state ->> 'cursor' is not null
-                    and h.state ->> 'round' is null
-                    and h.state ->> 'after' is null
+                    (
+                        h.state ->> 'cursor' is not null
+                        and h.state ->> 'round' is null
+                        and h.state ->> 'after' is null
+                        and pg_catalog.pg_snapshot_xmin((h.state ->> 'cursor')::pg_snapshot)
+                        > pruned
+                    ) is true
                 ),
                 true
             )
-            and count(*) = (select count(*) from jsonb_object_keys(resolved))
-        into all_checkable
+            and count(*) = (select count(*) from jsonb_object_keys(resolved)),
+            coalesce(array_agg(split_part(h.bucket, ':', 1)), '{}'),
+            coalesce(array_agg(substr(h.bucket, strpos(h.bucket, ':') + 1)), '{}'),
+            coalesce(array_agg((h.state ->> 'cursor')::pg_snapshot), '{}')
+        into all_checkable, held_tables, held_keys, held_cursors
         from jsonb_each(held) as h (bucket, state);
-    end if;
-    if all_checkable then
-        with states as (
-            select
-                split_part(h.bucket, ':', 1) as table_name,
-                substr(h.bucket, strpos(h.bucket, ':') + 1) as bucket_key,
-                (h.state ->> 'cursor')::pg_snapshot as given_cursor
-            from jsonb_each(held) as h (bucket, state)
-        )
-
-        select bool_and(pg_catalog.pg_snapshot_xmin(s.given_cursor) > pruned)
-        into all_checkable
-        from states as s;
     end if;
     if all_checkable then
         select
             coalesce(array_agg(c.table_name), '{}'),
             coalesce(array_agg(c.bucket_key), '{}')
         into changed_tables, changed_keys
-        from (
-            select
-                array_agg(split_part(h.bucket, ':', 1)) as tables,
-                array_agg(substr(h.bucket, strpos(h.bucket, ':') + 1)) as keys,
-                array_agg((h.state ->> 'cursor')::pg_snapshot) as cursors
-            from jsonb_each(held) as h (bucket, state)
-        ) as a
-        cross join lateral private.sync_changed_buckets(a.tables, a.keys, a.cursors) as c;
+        from private.sync_changed_buckets(held_tables, held_keys, held_cursors) as c;
         changed_known := true;
         if cardinality(changed_tables) = 0 then
-            unchanged := array(select h.bucket from jsonb_object_keys(held) as h (bucket));
-            if not columnar then
-                return json_build_object(
-                    'snapshot', snap::text,
-                    'server_time', now(),
-                    'schema_hash', schema_hash,
-                    'buckets', '[]'::json,
-                    'unchanged', array_to_json(unchanged),
-                    'removed_buckets', removed_buckets,
-                    'denied', denied,
-                    'has_more', false
-                );
-            end if;
-            return json_build_object(
-                'version', 2,
-                'snapshot', snap::text,
-                'server_time', now(),
-                'schema_hash', schema_hash,
-                'columns', '{}'::json,
-                'buckets', '[]'::json,
-                'unchanged', array_to_json(unchanged),
-                'removed_buckets', removed_buckets,
-                'denied', denied,
-                'has_more', false
+            return private.sync_pull_response(
+                columnar, snap, schema_hash, '{}', '{}',
+                array(select h.bucket from jsonb_object_keys(held) as h (bucket)),
+                removed_buckets, denied, false
             );
         end if;
     end if;
@@ -373,32 +399,9 @@ begin
         end if;
     end loop;
 
-    if not columnar then
-        return json_build_object(
-            'snapshot', snap::text,
-            'server_time', now(),
-            'schema_hash', schema_hash,
-            'buckets', array_to_json(entries),
-            'unchanged', array_to_json(unchanged),
-            'removed_buckets', removed_buckets,
-            'denied', denied,
-            'has_more', has_more
-        );
-    end if;
-    return json_build_object(
-        'version', 2,
-        'snapshot', snap::text,
-        'server_time', now(),
-        'schema_hash', schema_hash,
-        'columns', (
-            select coalesce(json_object_agg(t.name, private.sync_columns(t.name)), '{}')
-            from (select distinct u.name from unnest(served_tables) as u (name)) as t
-        ),
-        'buckets', array_to_json(entries),
-        'unchanged', array_to_json(unchanged),
-        'removed_buckets', removed_buckets,
-        'denied', denied,
-        'has_more', has_more
+    return private.sync_pull_response(
+        columnar, snap, schema_hash, served_tables, entries, unchanged, removed_buckets, denied,
+        has_more
     );
 end
 $$;
