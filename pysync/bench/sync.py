@@ -411,22 +411,21 @@ def bench_apply_one_change(
         # The other writer keeps one connection: a connection opened and closed for every
         # change would have its backend start and exit on the same two cores while the
         # measured pull runs, which is not the pull's cost.
-        writer = psycopg.connect(world.url, autocommit=True)
-        for i in range(iterations + 2):
-            row_id = ids[i % len(ids)]
-            writer.execute(
-                "update public.course_content set title = 'Changed ' || %s where id = %s",
-                (str(i), row_id),
-            )
-            elapsed = _timed(cache.pull)
-            got = cache.query("SELECT title FROM course_content WHERE id = ?", [row_id])
-            if got != [{"title": f"Changed {i}"}]:
-                raise PysyncError(f"apply_one_change: the change did not arrive ({got})")
-            nothing = _timed(cache.pull)
-            if i >= 2:
-                changed.append(elapsed)
-                quiet.append(nothing)
-        writer.close()
+        with psycopg.connect(world.url, autocommit=True) as writer:
+            for i in range(iterations + 2):
+                row_id = ids[i % len(ids)]
+                writer.execute(
+                    "update public.course_content set title = 'Changed ' || %s where id = %s",
+                    (str(i), row_id),
+                )
+                elapsed = _timed(cache.pull)
+                got = cache.query("SELECT title FROM course_content WHERE id = ?", [row_id])
+                if got != [{"title": f"Changed {i}"}]:
+                    raise PysyncError(f"apply_one_change: the change did not arrive ({got})")
+                nothing = _timed(cache.pull)
+                if i >= 2:
+                    changed.append(elapsed)
+                    quiet.append(nothing)
     finally:
         cache.close()
     applied, baseline = Timing.of(changed), Timing.of(quiet)
