@@ -86,6 +86,45 @@ def test_paged_first_sync_serves_every_row_and_changes_during_paging(world: Sync
     assert puller.pages >= 4
 
 
+def test_whole_pages_of_several_buckets_are_cut_only_in_their_last_bucket(
+    world: SyncWorld,
+) -> None:
+    """New buckets of one table are served together, in key order, the first ``limit`` rows
+    in (key, id) order: only a page's last bucket may stop part-way (with the id to resume
+    after), every earlier one is complete; paging this way serves every row exactly once.
+    Every bucket is smaller than the limit, so whichever key sorts first, the first page ends
+    inside the second bucket of one group."""
+    tutor, student = world.user("tutor"), world.user("student")
+    courses = [world.course(tutor, lessons=n) for n in (3, 2, 3)]
+    for course in courses:
+        world.enroll(student, course)
+    puller = RefPuller(world.gateway(student))
+    served: list[str] = []
+    for _ in range(20):
+        page = puller.pull_page(limit=4)
+        entries = [e for e in page["buckets"] if e["table"] == "course_content"]
+        assert [e["key"] for e in entries] == sorted(e["key"] for e in entries)
+        assert sum(len(e["rows"]) for e in entries) <= 4
+        for entry in entries[:-1]:
+            assert entry["complete"] and entry["after"] is None, entry["bucket"]
+        if entries and not entries[-1]["complete"]:
+            cut = entries[-1]
+            assert cut["after"] == max(str(r["id"]) for r in cut["rows"])
+            assert page["has_more"]
+        served += [str(r["id"]) for e in entries for r in e["rows"]]
+        if not page["has_more"]:
+            break
+    assert not page["has_more"]
+    expected = {
+        str(row[0])
+        for row in world.sql(
+            "select id from public.course_content where course_id = any(%s::uuid[])", courses
+        )
+    }
+    assert sorted(served) == sorted(expected), "a row was served twice or never"
+    assert all(puller.states[f"course_content:{c}"]["cursor"] for c in courses)
+
+
 def test_nothing_changed_gives_unchanged_buckets(world: SyncWorld) -> None:
     _, _, _, puller = enrolled(world)
     puller.pull()
