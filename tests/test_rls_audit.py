@@ -192,6 +192,24 @@ CASES = [
         id="rls_references_user_metadata_through_a_helper",
     ),
     pytest.param(
+        "policy_helper_replanned",
+        "private.my_note_ids()",
+        (
+            NOTES_READ,
+            " create schema private;"
+            " create function private.my_note_ids() returns setof uuid language sql stable"
+            " security definer set search_path = '' as $$ select n.id from public.notes as n"
+            " where n.owner = (select auth.uid()) $$;"
+            ' create policy "Owners update notes" on public.notes for update'
+            " to authenticated using (id in (select private.my_note_ids()));",
+        ),
+        "create or replace function private.my_note_ids() returns setof uuid language plpgsql"
+        " stable security definer set search_path = '' as $$ begin return query select n.id"
+        " from public.notes as n where n.owner = (select auth.uid()); end $$;",
+        '"Owners update notes" on public.notes plans its body again',
+        id="policy_helper_replanned",
+    ),
+    pytest.param(
         "rls_policy_always_true",
         '"Anyone can add notes" on public.notes',
         NOTES_READ + ' create policy "Anyone can add notes" on public.notes for insert'

@@ -74,6 +74,7 @@ LINTS: dict[str, tuple[str, str]] = {
     "table_missing_from_matrix": ("error", "a public table has no access matrix case lines"),
     "policy_missing_from_matrix": ("error", "a table's policy command has no matrix case line"),
     "function_missing_from_matrix": ("error", "a public function has no matrix rpc line"),
+    "policy_helper_replanned": ("warn", "a policy calls a SQL helper planned again per statement"),
 }
 
 #: Schemas Supabase (or the local emulation, ``pysync_local``) owns: their objects are not the
