@@ -135,12 +135,26 @@ $$;
 
 create or replace function public.gw_slow(seconds double precision) returns void
 language sql set statement_timeout = '150ms' as $$ select pg_sleep(seconds) $$;
+
+create or replace function public.gw_json(kind text) returns json
+language sql immutable as $$
+    select case kind
+        when 'object' then '{"a": [1, 2.50, "x"], "b": null, "c": {"d": true}}'::json
+        when 'array' then '[1, "two", null]'::json
+        when 'string' then '"text"'::json
+        when 'null' then 'null'::json
+    end
+$$;
+
+create or replace function public.gw_jsonb(kind text) returns jsonb
+language sql immutable as $$ select public.gw_json(kind)::jsonb $$;
 """
 
 DROP_SQL = """
 drop function if exists public.gw_request_context(), public.gw_whoami(), public.gw_add(int, int),
     public.gw_notes_ranked(int), public.gw_touch(uuid), public.gw_slow_down(),
-    public.gw_stale_version(int), public.gw_reject(text), public.gw_slow(double precision);
+    public.gw_stale_version(int), public.gw_reject(text), public.gw_slow(double precision),
+    public.gw_jsonb(text), public.gw_json(text);
 drop table if exists public.gw_notes cascade;
 """
 
@@ -529,6 +543,18 @@ def test_rpc_with_named_and_default_arguments(backend: Backend) -> None:
     assert backend.anon.rpc("gw_add", {"a": 1, "b": 2}) == 3
     assert backend.anon.rpc("gw_add", {"a": 1}) == 11
     assert backend.anon.rpc("gw_add", {"a": 5}, read_only=True) == 15
+
+
+@pytest.mark.parametrize("function", ["gw_json", "gw_jsonb"])
+def test_rpc_returning_json_gives_the_value_itself(backend: Backend, function: str) -> None:
+    """A json or jsonb result is the JSON value (the local gateway sends it as it is, where
+    other results go through to_json); SQL NULL and JSON null both read as None."""
+    rpc = backend.anon.rpc
+    assert rpc(function, {"kind": "object"}) == {"a": [1, 2.5, "x"], "b": None, "c": {"d": True}}
+    assert rpc(function, {"kind": "array"}) == [1, "two", None]
+    assert rpc(function, {"kind": "string"}) == "text"
+    assert rpc(function, {"kind": "null"}) is None
+    assert rpc(function, {"kind": "missing"}) is None
 
 
 def test_rpc_set_returning_function_runs_under_rls(backend: Backend) -> None:

@@ -249,11 +249,14 @@ def rpc_sql(function: Function, names: tuple[str, ...]) -> str:
     if function.returns_void:
         source = sql.SQL(" from {}").format(_arguments_record(function, names)) if names else None
         return _text(sql.SQL("select {}, null::json{}").format(call, source or sql.SQL("")))
-    value = (
-        _EMPTY_JSON_ARRAY.format(sql.Identifier("_r"))
-        if function.returns_set
-        else sql.SQL("to_json(_r)")
-    )
+    if function.returns_set:
+        value = _EMPTY_JSON_ARRAY.format(sql.Identifier("_r"))
+    elif function.returns_json:
+        # Already JSON: to_json would copy it through text twice more (a sync_pull page is
+        # megabytes), for the same value.
+        value = sql.SQL("_r")
+    else:
+        value = sql.SQL("to_json(_r)")
     source = sql.SQL("{}, lateral ").format(_arguments_record(function, names)) if names else None
     return _text(sql.SQL("select {} from {}{} _r").format(value, source or sql.SQL(""), call))
 

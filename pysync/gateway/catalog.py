@@ -59,6 +59,8 @@ class Function:
     #: ``proconfig`` entries PostgREST hoists into the transaction (``statement_timeout`` …).
     hoisted_settings: tuple[tuple[str, str], ...] = ()
     isolation: str | None = None
+    #: Returns one ``json`` or ``jsonb`` value: the result is already JSON, sent as it is.
+    returns_json: bool = False
 
     def accepts(self, names: Sequence[str]) -> bool:
         """Whether a call with exactly these named arguments resolves to this function."""
@@ -121,6 +123,7 @@ def _load_tables(
 _FUNCTIONS = """
 select n.nspname::text, p.proname::text, p.proretset,
        p.prorettype = 'pg_catalog.void'::regtype, p.provolatile::text,
+       p.prorettype in ('pg_catalog.json'::regtype, 'pg_catalog.jsonb'::regtype),
        coalesce(p.proconfig, '{}'), p.pronargdefaults,
        array(select coalesce(args.name, '') from unnest(
                 coalesce(p.proallargtypes, p.proargtypes::oid[]), p.proargnames, p.proargmodes
@@ -147,7 +150,7 @@ def _load_functions(
 ) -> dict[tuple[str, str], tuple[Function, ...]]:
     found: dict[tuple[str, str], list[Function]] = {}
     for row in conn.execute(_FUNCTIONS, (list(schemas),)).fetchall():
-        schema, name, retset, void, volatility, config, ndefaults, names, types = row
+        schema, name, retset, void, volatility, is_json, config, ndefaults, names, types = row
         first_default = len(names) - int(ndefaults)
         arguments = tuple(
             Argument(arg_name, arg_type, index >= first_default)
@@ -159,7 +162,15 @@ def _load_functions(
             (v.lower() for k, v in settings if k == "default_transaction_isolation"), None
         )
         function = Function(
-            schema, name, arguments, bool(retset), bool(void), volatility, hoisted, isolation
+            schema,
+            name,
+            arguments,
+            bool(retset),
+            bool(void),
+            volatility,
+            hoisted,
+            isolation,
+            returns_json=bool(is_json),
         )
         found.setdefault((schema, name), []).append(function)
     return {key: tuple(funcs) for key, funcs in found.items()}
