@@ -249,6 +249,7 @@ def rpc_sql(function: Function, names: tuple[str, ...]) -> str:
     if function.returns_void:
         source = sql.SQL(" from {}").format(_arguments_record(function, names)) if names else None
         return _text(sql.SQL("select {}, null::json{}").format(call, source or sql.SQL("")))
+    value: sql.Composable
     if function.returns_set:
         value = _EMPTY_JSON_ARRAY.format(sql.Identifier("_r"))
     elif function.returns_json:
