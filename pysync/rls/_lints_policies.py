@@ -29,6 +29,9 @@ class _Policy:
     using: str | None
     check: str | None
     functions: tuple[str, ...]
+    #: The SQL functions (outside managed schemas) it calls that PostgreSQL cannot inline:
+    #: ``security definer`` or with a ``set`` clause.
+    replanned: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -60,8 +63,17 @@ def _policies(ctx: LintContext) -> list[_Policy]:
         " pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid),"
         " array(select f.prosrc from pg_depend d join pg_proc f on f.oid = d.refobjid"
         "       where d.classid = 'pg_policy'::regclass and d.objid = p.oid"
-        "         and d.refclassid = 'pg_proc'::regclass)"
-        " from pg_policy p join pg_class c on c.oid = p.polrelid order by 1, 2"
+        "         and d.refclassid = 'pg_proc'::regclass),"
+        " array(select f.oid::regprocedure::text from pg_depend d"
+        "       join pg_proc f on f.oid = d.refobjid"
+        "       join pg_language l on l.oid = f.prolang"
+        "       join pg_namespace n on n.oid = f.pronamespace"
+        "       where d.classid = 'pg_policy'::regclass and d.objid = p.oid"
+        "         and d.refclassid = 'pg_proc'::regclass and l.lanname = 'sql'"
+        "         and (f.prosecdef or f.proconfig is not null) and n.nspname <> all(%s)"
+        "       order by 1)"
+        " from pg_policy p join pg_class c on c.oid = p.polrelid order by 1, 2",
+        (ctx.managed,),
     ).fetchall()
     return [
         _Policy(
@@ -73,8 +85,9 @@ def _policies(ctx: LintContext) -> list[_Policy]:
             using=using,
             check=check,
             functions=tuple(functions),
+            replanned=tuple(replanned),
         )
-        for table, name, permissive, command, roles, using, check, functions in rows
+        for table, name, permissive, command, roles, using, check, functions, replanned in rows
     ]
 
 
@@ -110,6 +123,7 @@ def _policy_lints(ctx: LintContext) -> Iterator[Finding]:
                 " user cannot write, such as public.profiles.role",
             )
     yield from _stacked_policies(ctx, policies)
+    yield from _replanned_helpers(ctx, policies)
 
 
 def _expression_lints(policy: _Policy) -> Iterator[Finding]:
@@ -252,37 +266,28 @@ def _public_buckets(ctx: LintContext) -> Iterator[Finding]:
             )
 
 
-def _replanned_helpers(ctx: LintContext) -> Iterator[Finding]:
+def _replanned_helpers(ctx: LintContext, policies: list[_Policy]) -> Iterator[Finding]:
     """SQL helpers that policies call but PostgreSQL cannot inline (``security definer`` or a
     ``set`` clause): before PostgreSQL 18 such a function parses and plans its statement again
     in every statement that runs the policy, because its plan lives in the caller's executor
     state. PL/pgSQL keeps its plans for the session."""
     if ctx.conn.info.server_version >= 180000:
         return
-    rows = ctx.conn.execute(
-        "select f.oid::regprocedure::text,"
-        " string_agg(distinct format('\"%%s\" on %%s', p.polname, p.polrelid::regclass), ', ')"
-        " from pg_catalog.pg_policy p"
-        " join pg_catalog.pg_depend d on d.classid = 'pg_policy'::regclass and d.objid = p.oid"
-        "  and d.refclassid = 'pg_proc'::regclass"
-        " join pg_catalog.pg_proc f on f.oid = d.refobjid"
-        " join pg_catalog.pg_language l on l.oid = f.prolang"
-        " join pg_catalog.pg_namespace n on n.oid = f.pronamespace"
-        " where l.lanname = 'sql' and (f.prosecdef or f.proconfig is not null)"
-        "  and n.nspname <> all(%s)"
-        " group by 1 order by 1",
-        (ctx.managed,),
-    ).fetchall()
-    for function, policies in rows:
+    callers: dict[str, set[str]] = defaultdict(set)
+    for policy in policies:
+        for function in policy.replanned:
+            callers[function].add(policy.label)
+    for function, labels in sorted(callers.items()):
+        shown = ", ".join(sorted(labels))
         yield finding(
             "policy_helper_replanned",
             function,
             f"a SQL function PostgreSQL cannot inline (security definer or set), so every"
-            f" statement that runs {policies} plans its body again (about 0.15 ms a call)",
+            f" statement that runs {shown} plans its body again (about 0.15 ms a call)",
             f"create or replace {function} in language plpgsql with the same signature,"
             " security and search_path: begin return (<its select>); end (return query"
             " <its select>; for a set)",
         )
 
 
-POLICY_LINTS = (_policy_lints, _public_buckets, _replanned_helpers)
+POLICY_LINTS = (_policy_lints, _public_buckets)
