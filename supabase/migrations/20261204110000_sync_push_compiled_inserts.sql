@@ -104,21 +104,19 @@ end
 $$;
 revoke all on function private.sync_compile_inserts() from public;
 
-create function private.sync_inserts_registry_changed()
+-- The registry changed: the push side's trigger (20261202110000_sync_push_speed.sql) compiles
+-- the inserts too, beside the capture functions and the op applier's registry rows.
+create or replace function private.sync_push_registry_changed()
 returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
+    perform private.sync_compile_push();
     perform private.sync_compile_inserts();
     return null;
 end
 $$;
-revoke all on function private.sync_inserts_registry_changed() from public;
-
-create trigger sync_inserts_compile after insert or update or delete or truncate
-on private.sync_tables
-for each statement execute function private.sync_inserts_registry_changed();
 
 select private.sync_compile_inserts();
 
