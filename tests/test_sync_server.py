@@ -154,6 +154,60 @@ def test_one_changed_bucket_among_unchanged_ones_is_served_alone(world: SyncWorl
     assert set(quiet["unchanged"]) == set(puller.states)
 
 
+@pytest.mark.parametrize("limit", [2, 6, 7, 1000])
+def test_changes_since_a_cursor_are_served_alike_whether_they_fit_a_page_or_not(
+    world: SyncWorld, limit: int
+) -> None:
+    """``sync_changes`` reads changes that fit a page one way (from the change indexes, by a
+    kept plan) and more than a page another (a one-shot plan, pages resumed after an id).
+    Seven changes in two buckets of one table (updates, deletes through tombstones, an insert;
+    six of them in one bucket), pulled with limits below, at and above their count: every way
+    ends with the server's rows, each changed row served or removed exactly once."""
+    tutor, student = world.user("tutor"), world.user("student")
+    busy, quiet = world.course(tutor, lessons=8), world.course(tutor, lessons=2)
+    for course in (busy, quiet):
+        world.enroll(student, course)
+    puller = RefPuller(world.gateway(student))
+    puller.pull()
+    world.sql(
+        "update public.course_content set title = 'edited' where id in"
+        " (select id from public.course_content where course_id = %s order by id limit 3)",
+        busy,
+    )
+    world.sql(
+        "delete from public.course_content where id in"
+        " (select id from public.course_content where course_id = %s order by id desc limit 2)",
+        busy,
+    )
+    added = world.lesson(busy, 50)
+    world.sql(
+        "update public.course_content set title = 'edited' where id ="
+        " (select id from public.course_content where course_id = %s order by id limit 1)",
+        quiet,
+    )
+    served: list[str] = []
+    removed: list[str] = []
+    for _ in range(20):
+        page = puller.pull_page(limit=limit)
+        for entry in page["buckets"]:
+            served += [str(row["id"]) for row in entry["rows"]]
+            removed += [str(row_id) for row_id in entry["removed"]]
+        if not page["has_more"]:
+            break
+    assert not page["has_more"]
+    assert len(served) == len(set(served)) == 5, "a changed row was served twice or never"
+    assert len(removed) == len(set(removed)) == 2
+    assert added in served
+    server = {
+        str(row[0]): row[1]
+        for row in world.sql(
+            "select id::text, title from public.course_content where course_id = any(%s::uuid[])",
+            [busy, quiet],
+        )
+    }
+    assert {i: r["title"] for i, r in puller.rows["course_content"].items()} == server
+
+
 # ------------------------------------------------------------------------------ eviction
 
 
