@@ -18,8 +18,8 @@ import pytest
 
 from pysync import Client
 from pysync.config import Settings
+from pysync.gateway.postgrest import MAX_GET_ARGUMENT_BYTES
 from pysync.sync import SyncCache
-from pysync.sync.connector import MAX_GET_ARGUMENT_BYTES
 from tests.helpers import gotrue_session
 
 URL = "https://abc.supabase.co"

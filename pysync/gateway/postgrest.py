@@ -42,6 +42,12 @@ from supabase import Client, ClientOptions, create_client
 
 __all__ = ["PostgrestGateway"]
 
+#: Largest JSON argument sent in a ``GET /rpc/…`` query string. A ``GET`` is what Supabase's
+#: API gateway may route to a read replica, but proxies cap URLs at 8 KB or so; a read-only
+#: call with larger arguments (a sync pull from a cache holding hundreds of buckets) is POSTed
+#: instead, which PostgREST still runs read-only when the function is ``stable``.
+MAX_GET_ARGUMENT_BYTES = 6000
+
 _PLAIN_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
 _CONTENT_RANGE_TOTAL = re.compile(r"/(\d+)$")
 
@@ -377,7 +383,8 @@ class PostgrestGateway:
         given = dict(args or {})
         for name in given:
             check_name("argument", name)
-        params = json.loads(encode_json(given))
-        query = self._rest.rpc(check_name("function", function), params, get=read_only)
+        encoded = encode_json(given)
+        get = read_only and len(encoded) <= MAX_GET_ARGUMENT_BYTES
+        query = self._rest.rpc(check_name("function", function), json.loads(encoded), get=get)
         body, _ = self._send(query.request)
         return body

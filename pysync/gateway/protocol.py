@@ -133,6 +133,8 @@ class Gateway(Protocol):
         """Call ``function`` with named ``args``; its result as PostgREST returns it (a list for
         set-returning functions, an object for a composite, a scalar, or ``None`` for void).
 
-        ``read_only`` is PostgREST's ``GET /rpc/…``: a read-only transaction.
+        ``read_only`` is PostgREST's ``GET /rpc/…``: a read-only transaction. Over HTTP,
+        arguments too long for a URL are POSTed instead, which PostgREST also runs read-only
+        when the function is ``stable`` or ``immutable``.
         """
         ...

@@ -10,7 +10,6 @@ errors that never reached the server.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -51,17 +50,6 @@ class GatewaySource(Protocol):
 
     @property
     def gateway(self) -> Gateway: ...
-
-
-#: Largest JSON argument sent in a ``GET /rpc/…`` query string. A ``GET`` is what Supabase's
-#: API gateway may route to a read replica, but proxies cap URLs at 8 KB or so; a larger
-#: request (a cache holding hundreds of buckets) is POSTed instead, which PostgREST still
-#: runs read-only because the functions are ``stable``.
-MAX_GET_ARGUMENT_BYTES = 6000
-
-
-def _fits_in_url(args: Mapping[str, Any]) -> bool:
-    return len(json.dumps(args, separators=(",", ":"))) <= MAX_GET_ARGUMENT_BYTES
 
 
 def retryable(exc: BaseException) -> bool:
@@ -137,7 +125,8 @@ class Connector:
 
     def pull(self, request: PullRequest) -> PullResponse:
         args = {"request": request.to_json()}
-        raw = self._call("sync_pull", args, read_only=_fits_in_url(args), source=self._read)
+        # Read-only: a GET where the gateway has URLs (it POSTs a request too long for one).
+        raw = self._call("sync_pull", args, read_only=True, source=self._read)
         return parse_pull(raw)
 
     def checksums(
@@ -148,7 +137,7 @@ class Connector:
         them every on-demand bucket comes back in ``removed_buckets``."""
         request = {"buckets": list(buckets), "subscriptions": [s.to_json() for s in subscriptions]}
         args = {"request": request}
-        raw = self._call("sync_checksums", args, read_only=_fits_in_url(args), source=self._read)
+        raw = self._call("sync_checksums", args, read_only=True, source=self._read)
         return parse_checksums(raw)
 
     def push(self, client_id: str, ops: Sequence[PushOp]) -> PushResponse:
