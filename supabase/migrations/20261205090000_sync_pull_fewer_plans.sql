@@ -98,8 +98,24 @@ begin
                 limit $6
             ) as n
         ) < $6 then
-            return query
-            with u as materialized (
+            return query %4$s;
+            return;
+        end if;
+        return query execute %5$L using $1, $2, $3, $4, $5, $6;
+        return;
+    end if;$branch$,
+            t.bucket_column, t.table_name, t.bucket_type,
+            format(c.statement, t.bucket_column, t.table_name, t.bucket_type, 'materialized '),
+            format(c.statement, t.bucket_column, t.table_name, t.bucket_type, '')
+        ),
+        '' order by t.table_name
+    ) into branches
+    from private.sync_tables as t
+    -- The statement for changes since a snapshot, kept (its set materialized, then ordered)
+    -- or one-shot (the set inlined: the planner may walk the (bucket, id) index instead).
+    cross join (
+        select $changes$
+            with u as %4$s(
                 select t.%1$I as k, t.id, true as live
                 from public.%2$I as t
                 where t.%1$I = any($2::%3$s [])
@@ -118,37 +134,8 @@ begin
             ) as c
             where $4::text is null or (c.k, c.id) > ($4::%3$s, $5)
             order by c.k, c.id
-            limit $6;
-            return;
-        end if;
-        return query execute $changes$
-        select c.k::text, c.id, c.live from (
-            select distinct on (u.k, u.id) u.k, u.id, u.live from (
-                select t.%1$I as k, t.id, true as live
-                from public.%2$I as t
-                where t.%1$I = any($2::%3$s [])
-                    and t.sync_xid >= pg_catalog.pg_snapshot_xmin($3)
-                    and not pg_catalog.pg_visible_in_snapshot(t.sync_xid, $3)
-                union all
-                select tb.bucket_key::%3$s, tb.row_id, false
-                from private.sync_tombstones as tb
-                where tb.table_name = %2$L and tb.bucket_key = any($2)
-                    and tb.sync_xid >= pg_catalog.pg_snapshot_xmin($3)
-                    and not pg_catalog.pg_visible_in_snapshot(tb.sync_xid, $3)
-            ) as u
-            order by u.k, u.id, u.live desc
-        ) as c
-        where $4::text is null or (c.k, c.id) > ($4::%3$s, $5)
-        order by c.k, c.id
-        limit $6
-        $changes$ using $1, $2, $3, $4, $5, $6;
-        return;
-    end if;$branch$,
-            t.bucket_column, t.table_name, t.bucket_type
-        ),
-        '' order by t.table_name
-    ) into branches
-    from private.sync_tables as t;
+            limit $6$changes$::text as statement
+    ) as c;
     execute format(
         $ddl$
         create or replace function private.sync_changes(
