@@ -272,7 +272,15 @@ class Storage:
                 self._bucket_records = None
                 raise
             self._depth = 0
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except BaseException:
+                # What the copy of the bucket records was given never reached the file.
+                self._changed.clear()
+                self._bucket_records = None
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
             changed, self._changed = frozenset(self._changed), set()
         if changed:
             for listener in list(self._listeners):
@@ -745,6 +753,26 @@ class Storage:
                 record.bucket, record.table, record.key, record.streams, state, record.last_used
             )
 
+    def _bucket_written(
+        self,
+        bucket: str,
+        table: str,
+        key: str,
+        streams: tuple[str, ...],
+        state: BucketState,
+        now: float,
+    ) -> None:
+        """Give the copy of the bucket records what a page's UPDATE (or INSERT) of one bucket
+        writes: its streams and state (and, for a new bucket, ``last_used``), so that the next
+        pull reads no bucket row back either."""
+        records = self._bucket_records
+        if records is None:
+            return
+        held = records.get(bucket)
+        records[bucket] = BucketRecord(
+            bucket, table, key, streams, state, now if held is None else held.last_used
+        )
+
     def _buckets_written(self) -> None:
         """Drop the copy of the bucket records after a write to ``_sync_buckets``."""
         self._bucket_records = None
@@ -841,6 +869,7 @@ class Storage:
                     if current is not None and current["k"] == b.key:
                         self.delete_row(b.table, row_id)
                 state = b.next_state(sent)
+                self._bucket_written(b.bucket, b.table, b.key, tuple(b.streams), state, stamp)
                 if b.bucket in known:
                     self._run(
                         "UPDATE _sync_buckets SET streams = ?, cursor = ?, round = ?, after = ? "
@@ -876,10 +905,7 @@ class Storage:
                     f"WHERE bucket IN ({', '.join('?' for _ in chunk)})",
                     (page.snapshot, *chunk),
                 )
-            if page.buckets or page.removed_buckets:
-                self._buckets_written()
-            else:
-                self._mark_unchanged(page.unchanged, page.snapshot)
+            self._mark_unchanged(page.unchanged, page.snapshot)
 
     def _upsert_rows(self, spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> None:
         """Server rows without pending local writes, as :meth:`_apply_row` would apply them one
