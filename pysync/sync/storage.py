@@ -265,17 +265,12 @@ class Storage:
             self._depth = 1
             try:
                 yield
-            except BaseException:
                 self._depth = 0
-                self._conn.execute("ROLLBACK")
-                self._changed.clear()
-                self._bucket_records = None
-                raise
-            self._depth = 0
-            try:
                 self._conn.execute("COMMIT")
             except BaseException:
-                # What the copy of the bucket records was given never reached the file.
+                # The body or the COMMIT failed: nothing reached the file, so neither the tables
+                # to announce nor what the copy of the bucket records was given stand.
+                self._depth = 0
                 self._changed.clear()
                 self._bucket_records = None
                 if self._conn.in_transaction:
@@ -869,7 +864,7 @@ class Storage:
                     if current is not None and current["k"] == b.key:
                         self.delete_row(b.table, row_id)
                 state = b.next_state(sent)
-                self._bucket_written(b.bucket, b.table, b.key, tuple(b.streams), state, stamp)
+                self._bucket_written(b.bucket, b.table, b.key, b.streams, state, stamp)
                 if b.bucket in known:
                     self._run(
                         "UPDATE _sync_buckets SET streams = ?, cursor = ?, round = ?, after = ? "
