@@ -24,7 +24,7 @@ from typing import Any
 
 from pysync.errors import LocalDatabaseError
 from pysync.localdb.binaries import DEFAULT_MAJOR, PgInstall, server_install
-from pysync.localdb.cron import cron_settings
+from pysync.localdb.cron import CRON_LIBRARY, cron_settings
 
 __all__ = ["ClusterStatus", "LocalCluster"]
 
@@ -49,6 +49,9 @@ _SERVER_SETTINGS = {
     "shared_buffers": "128MB",
     "password_encryption": "'scram-sha-256'",
 }
+#: Preloaded when the server has them, as a hosted project preloads them: pg_stat_statements
+#: (its view answers, with ``plans`` per statement when ``track_planning`` is on for a session).
+_PRELOADED = ("pg_stat_statements",)
 #: For throw-away test clusters: durability buys nothing there.
 _FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
@@ -286,8 +289,12 @@ class LocalCluster:
 
     def _write_settings(self, port: int) -> None:
         settings = {**_SERVER_SETTINGS, "port": str(port)}
-        if self.cron:
-            settings.update(cron_settings(self.install, CRON_DATABASE))
+        preload = [name for name in _PRELOADED if self.install.has_library(name)]
+        if self.cron and (cron := cron_settings(self.install, CRON_DATABASE)):
+            settings.update(cron)
+            preload.append(CRON_LIBRARY)
+        if preload:
+            settings["shared_preload_libraries"] = "'" + ",".join(preload) + "'"
         if self.fast:
             settings.update(_FAST_SETTINGS)
         settings.update(self.settings)

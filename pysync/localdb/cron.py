@@ -17,22 +17,26 @@ import psycopg
 
 from pysync.localdb.binaries import PgInstall
 
-__all__ = ["cron_scheduler_running", "cron_settings", "enable_cron"]
+__all__ = ["CRON_LIBRARY", "cron_scheduler_running", "cron_settings", "enable_cron"]
 
 #: Concurrent jobs; each runs in a background worker of the default pool of 8.
 _MAX_RUNNING_JOBS = 4
 
 
+#: The library to preload for pg_cron (``shared_preload_libraries``), when the server has it.
+CRON_LIBRARY = "pg_cron"
+
+
 def cron_settings(install: PgInstall, database: str) -> dict[str, str]:
-    """Server settings that preload pg_cron for ``database``; empty without the library.
+    """pg_cron's server settings for ``database``; empty without the library. The caller
+    preloads :data:`CRON_LIBRARY` with the cluster's other preloaded libraries.
 
     Jobs run in background workers, not over libpq: the cluster listens on loopback with
     passwords only, and a worker needs neither.
     """
-    if not install.has_library("pg_cron"):
+    if not install.has_library(CRON_LIBRARY):
         return {}
     return {
-        "shared_preload_libraries": "'pg_cron'",
         "cron.database_name": "'" + database.replace("'", "''") + "'",
         "cron.use_background_workers": "on",
         "cron.max_running_jobs": str(_MAX_RUNNING_JOBS),
