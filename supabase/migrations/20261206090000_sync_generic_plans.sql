@@ -6,7 +6,9 @@
 --    `op_id = any($2)`. Once a device's ledger holds a few thousand results, PL/pgSQL's plan
 --    cache compared the generic plan (estimated for an array of unknown length) with a
 --    custom plan for the array at hand (one or a few ids) and kept choosing custom plans: one
---    plan per push, about 0.1 ms each. The generic plan is the same primary-key scan.
+--    plan per push. The generic plan is the same primary-key scan. A one-message push, the
+--    two settings swapped in turn on one database with such a ledger (medians of five blocks
+--    of 300): backend CPU 2.83 -> 2.33 ms.
 -- 2. private.guard_course_content checks a lesson's module with
 --    `new.parent_id is not null and not exists (...)`, and private.guard_support_query a
 --    ticket's assignee with `new.assignee_id is not null and not exists (...)`. When the
