@@ -4,8 +4,12 @@ lost response, rejections to dead letters, conflicts and reconcile."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +18,7 @@ import pytest
 from pysync.gateway import Unavailable
 from pysync.sync import DeadLetter, SyncCache, SyncError, UnknownTable
 from pysync.sync.connector import Connector
-from pysync.sync.wire import PushOp, PushResponse
+from pysync.sync.wire import PullRequest, PullResponse, PushOp, PushResponse
 from tests.sync_world import ROUTES, SyncWorld, make_world
 
 
@@ -368,3 +372,46 @@ def test_nudge_on_a_held_bucket_triggers_a_pull(
             assert triggers.runs >= 2
         finally:
             triggers.close()
+
+
+class ShiftedClock(Connector):
+    """The real server's pages, their ``server_time`` moved to ``shift`` seconds from now."""
+
+    shift = 0.0
+
+    def pull(self, request: PullRequest) -> PullResponse:
+        response = super().pull(request)
+        return replace(response, server_time=datetime.now(UTC) + timedelta(seconds=self.shift))
+
+
+def test_the_clock_offset_is_rewritten_only_when_it_moves(
+    world: SyncWorld, chat: tuple[Any, Any, str], tmp_path: Path
+) -> None:
+    """Every pull measures the server clock's offset; the file's copy (which dates ops for
+    last-write-wins after a restart) is rewritten only when it moved by more than ten
+    milliseconds, while the cache itself uses the latest."""
+    _, student, _ = chat
+    path = tmp_path / "a.db"
+
+    def stored() -> float:
+        with closing(sqlite3.connect(path)) as other:
+            row = other.execute("SELECT value FROM _sync_meta WHERE key = 'clock_offset'")
+            return float(row.fetchone()[0])
+
+    client = world.client(student)
+    connector = ShiftedClock(client)
+    with SyncCache.open(client, path, connector=connector) as cache:
+        connector.shift = 100.0
+        cache.pull()
+        first = stored()
+        assert first == pytest.approx(100.0, abs=0.5)
+        connector.shift = 100.004
+        cache.pull()
+        assert stored() == first  # moved by about 4 ms: not rewritten
+        assert cache.status().clock_offset == pytest.approx(100.004, abs=0.003)
+        assert cache.status().clock_offset != first
+        connector.shift = 101.0
+        cache.pull()
+        assert stored() == pytest.approx(101.0, abs=0.5)
+    with SyncCache.open(client, path, connector=connector) as reopened:
+        assert reopened.status().clock_offset == stored()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +241,38 @@ def test_bucket_records_kept_in_memory_equal_the_file_after_every_page(tmp_path:
     apply(s, page(removed_buckets=[f"messages:{CONV2}"], unchanged=[BUCKET], snapshot="10:10:"))
     assert s.buckets() == from_the_file()
     assert set(s.buckets()) == {BUCKET}
+    s.close()
+
+
+def test_meta_kept_in_memory_reads_as_the_file_does(tmp_path: Path) -> None:
+    """Storage keeps the meta rows between reads and skips writing a value a row already
+    holds; after writes, a rewrite of the same value and a transaction that fails half-way,
+    every key reads as the file has it."""
+    path = tmp_path / "cache.db"
+    s = Storage.open(path)
+
+    def from_the_file() -> dict[str, Any]:
+        with closing(sqlite3.connect(path)) as other:
+            return dict(other.execute("SELECT key, value FROM _sync_meta").fetchall())
+
+    s.set_meta("last_error", "offline")
+    s.set_meta("last_error", "offline")  # the same value: nothing to write
+    s.set_meta("schema_hash", "h1")
+    assert {k: s.meta(k) for k in from_the_file()} == from_the_file()
+    with pytest.raises(RuntimeError), s.transaction():
+        s.set_meta("last_error", None)
+        s.set_meta("schema_hash", "h2")
+        s.set_meta("clock_offset", "0.5")
+        assert (s.meta("last_error"), s.meta("schema_hash")) == (None, "h2")
+        raise RuntimeError("the page failed")
+    assert from_the_file()["last_error"] == "offline"
+    assert {k: s.meta(k) for k in ("last_error", "schema_hash", "clock_offset")} == {
+        "last_error": "offline",
+        "schema_hash": "h1",
+        "clock_offset": None,
+    }
+    s.set_meta("last_error", None)
+    assert from_the_file()["last_error"] is None and s.meta("last_error") is None
     s.close()
 
 

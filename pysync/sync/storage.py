@@ -191,6 +191,10 @@ class Storage:
         # is locked to one process), so every write below drops the copy, and so does a
         # rollback (a copy read inside a transaction may hold what it undid).
         self._bucket_records: dict[str, BucketRecord] | None = None
+        # The meta rows as last read, or None, for the same reasons: a pull read the schema
+        # hash and a sync's end wrote its outcome, a statement each, on every run. Every meta
+        # write goes through _set_meta, which skips a value the row already holds.
+        self._meta_rows: dict[str, str | None] | None = None
         self._checkpoints_held = False
 
     # -- opening ---------------------------------------------------------------------------
@@ -273,6 +277,7 @@ class Storage:
                 self._depth = 0
                 self._changed.clear()
                 self._bucket_records = None
+                self._meta_rows = None
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
@@ -334,15 +339,28 @@ class Storage:
             self._set_meta("local_schema_version", str(LOCAL_SCHEMA_VERSION))
 
     def meta(self, key: str) -> str | None:
-        row = self._one("SELECT value FROM _sync_meta WHERE key = ?", (key,))
-        return None if row is None else row["value"]
+        return self._meta().get(key)
+
+    def _meta(self) -> dict[str, str | None]:
+        with self.lock:
+            if self._meta_rows is None:
+                self._meta_rows = {
+                    row["key"]: row["value"]
+                    for row in self._all("SELECT key, value FROM _sync_meta")
+                }
+            return self._meta_rows
 
     def _set_meta(self, key: str, value: str | None) -> None:
-        self._run(
-            "INSERT INTO _sync_meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+        with self.lock:
+            rows = self._meta()
+            if key in rows and rows[key] == value:
+                return
+            self._run(
+                "INSERT INTO _sync_meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+            rows[key] = value
 
     def set_meta(self, key: str, value: str | None) -> None:
         with self.transaction():
