@@ -8,6 +8,10 @@ statement would do, and PL/pgSQL statements whose plan cache kept preferring a c
 (``= any($1)`` estimated for an array of unknown length). None of them changes a result, so
 no functional test sees one come back. pg_stat_statements does: with ``track = all`` and
 ``track_planning`` it counts calls and plans of every nested statement.
+
+The hot paths are a push and a pull. ``sync_checksums`` (a reconcile, after a repair or on
+request) still builds its per-table statement per call, and so does a page of a bucket served
+whole (``sync_serve_rows``: planned once per page of up to thousands of rows).
 """
 
 from __future__ import annotations
