@@ -211,6 +211,28 @@ def test_changes_since_a_cursor_are_served_alike_whether_they_fit_a_page_or_not(
 # ------------------------------------------------------------------------------ eviction
 
 
+def test_each_caller_resolves_to_their_own_buckets(world: SyncWorld) -> None:
+    """The generated auto-stream statement reads its caller's id once per call into a
+    variable (not a dozen init-plans calling auth.uid()); two users taking turns on the same
+    connections each get their own buckets, every time."""
+    source = str(world.sql("select prosrc from pg_proc where proname = 'sync_auto_buckets'")[0][0])
+    assert "sync_caller_uid constant uuid := auth.uid();" in source
+    assert "(select auth.uid())" not in source
+    pullers = {}
+    for _ in range(2):
+        tutor, student = world.user("tutor"), world.user("student")
+        course = world.course(tutor, lessons=1)
+        world.enroll(student, course)
+        pullers[(str(student.id), course)] = RefPuller(world.gateway(student))
+    for _ in range(3):
+        for (student_id, course), puller in pullers.items():
+            puller.pull()
+            held = set(puller.states)
+            assert f"course_content:{course}" in held and f"profiles:{student_id}" in held
+            others = {c for (_, c) in pullers if c != course}
+            assert not {f"course_content:{c}" for c in others} & held
+
+
 def test_unenrolled_course_content_leaves(world: SyncWorld) -> None:
     _, student, course, puller = enrolled(world)
     puller.pull()
