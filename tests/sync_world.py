@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
@@ -91,6 +92,23 @@ class SyncWorld:
 
     def close(self) -> None:
         self.api.close()
+
+
+def compiled_without(url: str, table: str, column: str, function: str) -> str:
+    """The source ``function`` (a generated private.sync_* function) gets when ``table`` is
+    registered again without the writable ``column``, in one transaction rolled back (the
+    registry is shared by the module's tests)."""
+    with psycopg.connect(url) as conn:  # not autocommit: one transaction
+        conn.execute(
+            "select private.sync_register_table(t.table_name, t.bucket_column,"
+            " array_remove(t.writable, %s), t.operations, t.conflict, t.counters)"
+            " from private.sync_tables as t where t.table_name = %s",
+            (column, table),
+        )
+        row = conn.execute("select prosrc from pg_proc where proname = %s", (function,)).fetchone()
+        conn.rollback()
+    assert row is not None, function
+    return str(row[0])
 
 
 #: ``params`` of a module's ``world`` fixture: its tests run straight to the database and

@@ -9,10 +9,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
-from tests.sync_world import ROUTES, SyncWorld, make_world
+from tests.sync_world import ROUTES, SyncWorld, compiled_without, make_world
 
 
 @pytest.fixture(scope="module", params=ROUTES)
@@ -107,18 +106,8 @@ def test_an_insert_alone_the_caller_may_not_make_is_rejected(world: SyncWorld) -
 
 
 def test_a_registry_change_compiles_the_inserts_again(world: SyncWorld) -> None:
-    with psycopg.connect(world.url) as conn:  # one transaction, rolled back: the registry is shared
-        conn.execute(
-            "select private.sync_register_table(t.table_name, t.bucket_column,"
-            " array_remove(t.writable, 'body'), t.operations, t.conflict, t.counters)"
-            " from private.sync_tables as t where t.table_name = 'support_queries'"
-        )
-        row = conn.execute(
-            "select prosrc from pg_proc where proname = 'sync_insert_row'"
-        ).fetchone()
-        assert row is not None
-        branch = str(row[0]).split("if $1 = 'support_queries' then", 1)[1].split("end if;")[1]
-        assert "body" not in branch.split("returning")[0]
-        conn.rollback()
+    changed = compiled_without(world.url, "support_queries", "body", "sync_insert_row")
+    branch = changed.split("if $1 = 'support_queries' then", 1)[1].split("end if;")[1]
+    assert "body" not in branch.split("returning")[0]
     source = compiled_source(world)
     assert "case when $3 ? 'body' then r.body" in source.split("'support_queries'", 1)[1]

@@ -10,10 +10,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import psycopg
 import pytest
 
-from tests.sync_world import ROUTES, SyncWorld, make_world
+from tests.sync_world import ROUTES, SyncWorld, compiled_without, make_world
 
 
 @pytest.fixture(scope="module", params=ROUTES)
@@ -229,18 +228,8 @@ def test_a_delete_alone_checks_its_base_version(world: SyncWorld) -> None:
 
 
 def test_a_registry_change_compiles_the_updates_again(world: SyncWorld) -> None:
-    with psycopg.connect(world.url) as conn:  # one transaction, rolled back: the registry is shared
-        conn.execute(
-            "select private.sync_register_table(t.table_name, t.bucket_column,"
-            " array_remove(t.writable, 'body'), t.operations, t.conflict, t.counters)"
-            " from private.sync_tables as t where t.table_name = 'support_queries'"
-        )
-        row = conn.execute(
-            "select prosrc from pg_proc where proname = 'sync_update_row'"
-        ).fetchone()
-        assert row is not None
-        branch = str(row[0]).split("if $1 = 'support_queries' then", 1)[1].split("\n    end if;")[0]
-        assert "body" not in branch and "subject" in branch
-        conn.rollback()
+    changed = compiled_without(world.url, "support_queries", "body", "sync_update_row")
+    branch = changed.split("if $1 = 'support_queries' then", 1)[1].split("\n    end if;")[0]
+    assert "body" not in branch and "subject" in branch
     branch = source(world, "sync_update_row").split("if $1 = 'support_queries' then", 1)[1]
     assert "body = case when $4 ? 'body' then r.body else t.body end" in branch
