@@ -50,6 +50,7 @@ begin
     with writable as (
         select
             t.table_name,
+            t.writable as declared,
             a.attname::text as name,
             a.attnum,
             a.attidentity = '' and a.attgenerated = '' as plain,
@@ -68,53 +69,45 @@ begin
     tables as (
         select
             w.table_name,
+            w.declared,
             coalesce(array_agg(w.name order by w.attnum) filter (where w.triggering), '{}')
             as triggering,
             coalesce(
                 array_agg(w.attnum order by w.attnum) filter (where w.triggering), '{}'
             )::int2 [] as triggering_attnums,
-            coalesce(
-                string_agg(
-                    format('%1$I = case when $4 ? %1$L then r.%1$I else t.%1$I end', w.name),
-                    E',\n                ' order by w.attnum
-                ) filter (where not w.triggering),
-                ''
-            ) as kept
+            string_agg(
+                format('%1$I = case when $4 ? %1$L then r.%1$I else t.%1$I end', w.name),
+                E',\n                ' order by w.attnum
+            ) filter (where not w.triggering) as kept
         from writable as w
-        group by w.table_name
+        group by w.table_name, w.declared
         having bool_and(w.plain) and count(*) filter (where w.triggering) <= 3
     ),
 
     -- One statement per subset of a table's triggering columns: bit i of the mask says
-    -- whether the op names the i-th one (and the statement assigns it).
+    -- whether the op names the i-th one (and so whether the statement assigns it).
     variants as (
         select
             t.table_name,
-            t.triggering,
+            t.declared,
             t.triggering_attnums,
             m.mask,
-            concat_ws(
-                E',\n                ',
-                nullif(t.kept, ''),
-                (
-                    select string_agg(format('%1$I = r.%1$I', c.name), E',\n                '
-                        order by c.n)
-                    from unnest(t.triggering) with ordinality as c (name, n)
-                    where (m.mask >> (c.n::integer - 1)) & 1 = 1
-                )
-            ) as assignments,
-            (
-                select string_agg(
-                    format(
-                        '($4 ? %L) = %s', c.name,
-                        case when (m.mask >> (c.n::integer - 1)) & 1 = 1 then 'true' else 'false' end
-                    ),
-                    ' and ' order by c.n
-                )
-                from unnest(t.triggering) with ordinality as c (name, n)
-            ) as chosen_when
+            concat_ws(E',\n                ', t.kept, c.assigned) as assignments,
+            coalesce(c.chosen_when, 'true') as chosen_when
         from tables as t
         cross join lateral generate_series(0, (1 << cardinality(t.triggering)) - 1) as m (mask)
+        cross join lateral (
+            select
+                string_agg(
+                    format('%1$I = r.%1$I', x.name), E',\n                ' order by x.n
+                ) filter (where x.named) as assigned,
+                string_agg(format('($4 ? %L) = %s', x.name, x.named::text), ' and ' order by x.n)
+                as chosen_when
+            from (
+                select c.name, c.n, (m.mask >> (c.n::integer - 1)) & 1 = 1 as named
+                from unnest(t.triggering) with ordinality as c (name, n)
+            ) as x
+        ) as c
     )
 
     select string_agg(
@@ -137,13 +130,14 @@ begin
         end if;%4$s
         return;
     end if;$branch$,
-            v.table_name, v.triggering_attnums, w.writable, v.statements
+            v.table_name, v.triggering_attnums, v.declared, v.statements
         ),
         '' order by v.table_name
     ) into branches
     from (
         select
             x.table_name,
+            x.declared,
             x.triggering_attnums,
             string_agg(
                 format(
@@ -157,17 +151,14 @@ begin
             compiled := true;
             return;
         end if;$variant$,
-                    coalesce(x.chosen_when, 'true'), x.table_name, x.assignments
+                    x.chosen_when, x.table_name, x.assignments
                 ),
                 '' order by x.mask
             ) as statements
         from variants as x
         where x.assignments <> ''
-        group by x.table_name, x.triggering_attnums
-    ) as v
-    inner join (
-        select t.table_name, t.writable from private.sync_tables as t
-    ) as w on w.table_name = v.table_name;
+        group by x.table_name, x.declared, x.triggering_attnums
+    ) as v;
     execute format(
         $ddl$
         create or replace function private.sync_update_row(
