@@ -58,23 +58,8 @@ def support_query(world: SyncWorld, owner: Any) -> str:
 
 
 def conversation_with_message(world: SyncWorld, sender: Any, other: Any) -> str:
-    conversation, message = str(uuid.uuid4()), str(uuid.uuid4())
-    low, high = sorted([str(sender.id), str(other.id)])
-    world.sql(
-        "insert into public.conversations (id, kind, created_by, direct_key)"
-        " values (%s, 'direct', %s, %s)",
-        conversation,
-        sender.id,
-        f"{low}:{high}",
-    )
-    world.sql(
-        "insert into public.conversation_participants (conversation_id, user_id)"
-        " values (%s, %s), (%s, %s)",
-        conversation,
-        sender.id,
-        conversation,
-        other.id,
-    )
+    conversation = world.client(sender).conversations.start_direct(other.id).id
+    message = str(uuid.uuid4())
     world.sql(
         "insert into public.messages (id, conversation_id, sender_id, body) values (%s, %s, %s,"
         " 'hello')",

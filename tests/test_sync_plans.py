@@ -111,22 +111,6 @@ def _replanned(admin: psycopg.Connection[Any]) -> dict[str, tuple[int, int]]:
     return {" ".join(str(query).split()): (calls, plans) for query, calls, plans in rows}
 
 
-def _direct_conversation(server: psycopg.Connection[Any], a: str, b: str) -> str:
-    conversation = str(uuid.uuid4())
-    low, high = sorted([a, b])
-    server.execute(
-        "insert into public.conversations (id, kind, created_by, direct_key)"
-        " values (%s, 'direct', %s, %s)",
-        (conversation, a, f"{low}:{high}"),
-    )
-    server.execute(
-        "insert into public.conversation_participants (conversation_id, user_id)"
-        " values (%s, %s), (%s, %s) on conflict do nothing",
-        (conversation, a, conversation, b),
-    )
-    return conversation
-
-
 def test_pushes_and_pulls_plan_nothing_per_call(
     local_db: LocalDatabase, tracked_url: str, tmp_path: Path
 ) -> None:
@@ -143,6 +127,7 @@ def test_pushes_and_pulls_plan_nothing_per_call(
         tutor, student = world.user("tutor"), world.user("student")
         course = world.course(tutor, lessons=3)
         world.enroll(student, course)
+        conversation = str(world.client(student).conversations.start_direct(tutor.id).id)
         with (
             connect(tracked_url) as server,
             local_db.admin_connect(dbname) as admin,
@@ -150,7 +135,6 @@ def test_pushes_and_pulls_plan_nothing_per_call(
             SyncCache.open(world.client(tutor), tmp_path / "tutor.db") as teacher,
         ):
             server.autocommit = True
-            conversation = _direct_conversation(server, str(student.id), str(tutor.id))
             # The ledger of a device that has pushed for a while: with few stored results
             # the planner likes a generic plan for any lookup in it anyway.
             server.execute(
