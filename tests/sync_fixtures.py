@@ -139,6 +139,25 @@ def columnar(response: dict[str, Any], order: dict[str, list[str]] | None = None
     }
 
 
+def by_column(
+    response: dict[str, Any], order: dict[str, list[str]] | None = None
+) -> dict[str, Any]:
+    """``response`` (a version 1 page) as wire version 3 sends a bucket served whole: each
+    bucket's rows column by column (``by_column``: one array per name of its table's column
+    list), ``rows`` empty."""
+    arrays = columnar(response, order)
+    return {
+        **arrays,
+        "version": 3,
+        "buckets": [
+            {**b, "rows": [], "by_column": [list(c) for c in zip(*b["rows"], strict=True)]}
+            if b["rows"]
+            else b
+            for b in arrays["buckets"]
+        ],
+    }
+
+
 def new_storage(path: str = ":memory:") -> Storage:
     storage = Storage.open(path)
     storage.migrate(parse_schema(SCHEMA), SCHEMA)

@@ -135,6 +135,9 @@ class RefPuller:
     rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # table -> id -> row
     bucket_columns: dict[str, str] = field(default_factory=dict)
     pages: int = 0
+    #: The wire version asked for: 1 (rows as objects), 2 (arrays under ``columns``) or 3
+    #: (arrays, or a bucket served whole column by column in ``by_column``).
+    version: int = 1
 
     def __post_init__(self) -> None:
         schema = self.gateway.rpc("sync_schema")
@@ -147,7 +150,10 @@ class RefPuller:
 
     def pull_page(self, limit: int = 1000) -> dict[str, Any]:
         request = {"buckets": self.states, "subscriptions": self.subscriptions, "limit": limit}
+        if self.version > 1:
+            request["version"] = self.version
         page: dict[str, Any] = self.gateway.rpc("sync_pull", {"request": request}, read_only=True)
+        assert page.get("version", 1) == self.version, page.get("version")
         self.pages += 1
         for bucket in page["removed_buckets"]:
             table, key = bucket.split(":", 1)
@@ -161,7 +167,7 @@ class RefPuller:
                 for row_id in self._in_bucket(table, key):
                     del self.rows[table][row_id]
             local = self.rows.setdefault(table, {})
-            for row in entry["rows"]:
+            for row in self._rows(page, entry):
                 old = local.get(row["id"])
                 if old is None or old["version"] <= row["version"]:
                     local[row["id"]] = row
@@ -184,6 +190,17 @@ class RefPuller:
         for bucket in page["unchanged"]:
             self.states[bucket] = {"cursor": page["snapshot"], "round": None, "after": None}
         return page
+
+    def _rows(self, page: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:
+        """An entry's rows as objects, however the page's wire version wrote them."""
+        if self.version == 1:
+            return list(entry["rows"])
+        names = page["columns"].get(entry["table"], [])
+        arrays = entry["rows"]
+        if entry.get("by_column") is not None:
+            assert not arrays, "an entry carries its rows one way"
+            arrays = [list(values) for values in zip(*entry["by_column"], strict=True)]
+        return [dict(zip(names, values, strict=True)) for values in arrays]
 
     def pull(self, limit: int = 1000) -> dict[str, Any]:
         """Pull until the server has nothing more; the last page."""

@@ -34,7 +34,7 @@ from pysync.gen.payload_types import (
     structs_of,
     validate,
 )
-from pysync.gen.sync_payloads import SYNC_PAYLOADS
+from pysync.gen.sync_payloads import SYNC_PAYLOADS, WIRE_VERSION
 from pysync.sync.wire import BucketState, PullRequest, PushOp, Subscription
 from tests.helpers import connect
 from tests.sync_world import SyncWorld
@@ -188,7 +188,7 @@ def test_every_sync_answer_is_what_the_declaration_says(world: SyncWorld) -> Non
     states: dict[str, Any] = {not_held: {"cursor": None, "round": None, "after": None}}
     pages: list[dict[str, Any]] = []
     while True:
-        request = {"buckets": states, "version": 2, "limit": 2}
+        request = {"buckets": states, "version": WIRE_VERSION, "limit": 2}
         if not pages:
             request["subscriptions"] = subscriptions
         page = call("sync_pull", {"request": request}, malformed=not pages)
@@ -218,12 +218,12 @@ def test_every_sync_answer_is_what_the_declaration_says(world: SyncWorld) -> Non
     assert any(not e["complete"] for p in pages for e in p["buckets"])
 
     # Nothing changed, then one lesson deleted: unchanged buckets, a removal.
-    assert call("sync_pull", {"request": {"buckets": states, "version": 2}})["unchanged"]
+    assert call("sync_pull", {"request": {"buckets": states, "version": WIRE_VERSION}})["unchanged"]
     lesson = world.sql(
         "select id::text from public.course_content where course_id = %s limit 1", course
     )[0][0]
     world.sql("delete from public.course_content where id = %s", lesson)
-    changed = call("sync_pull", {"request": {"buckets": states, "version": 2}})
+    changed = call("sync_pull", {"request": {"buckets": states, "version": WIRE_VERSION}})
     assert any(lesson in e["removed"] for e in changed["buckets"])
 
     sums = call(

@@ -125,6 +125,27 @@ def test_whole_pages_of_several_buckets_are_cut_only_in_their_last_bucket(
     assert all(puller.states[f"course_content:{c}"]["cursor"] for c in courses)
 
 
+def test_every_wire_version_serves_the_same_rows(world: SyncWorld) -> None:
+    """Versions 1 (objects), 2 (arrays) and 3 (a bucket served whole column by column, changes
+    as arrays) carry the same rows, across pages and through a change."""
+    _, student, course, _ = enrolled(world, lessons=7)
+    pullers = {v: RefPuller(world.gateway(student), version=v) for v in (1, 2, 3)}
+    first = {v: [p.pull_page(limit=3)] for v, p in pullers.items()}
+    for version, puller in pullers.items():
+        while first[version][-1]["has_more"]:
+            first[version].append(puller.pull_page(limit=3))
+    whole = [e for page in first[3] for e in page["buckets"] if e["rows"] or e.get("by_column")]
+    assert whole and all(e.get("by_column") is not None for e in whole), whole
+    assert not any("by_column" in e for v in (1, 2) for page in first[v] for e in page["buckets"])
+    lesson = world.lesson(course, 20)
+    world.sql("update public.course_content set title = 'renamed' where id = %s", lesson)
+    changed = {v: p.pull() for v, p in pullers.items()}
+    entries = [e for e in changed[3]["buckets"] if e["table"] == "course_content"]
+    assert entries and all(e["rows"] and "by_column" not in e for e in entries), entries
+    assert pullers[1].rows == pullers[2].rows == pullers[3].rows
+    assert pullers[3].rows["course_content"][lesson]["title"] == "renamed"
+
+
 def test_nothing_changed_gives_unchanged_buckets(world: SyncWorld) -> None:
     _, _, _, puller = enrolled(world)
     puller.pull()

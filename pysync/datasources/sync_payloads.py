@@ -122,7 +122,7 @@ class SyncBucketState(TypedDict):
 
 
 class SyncPullRequest(TypedDict):
-    """The `request` of sync_pull, in wire version 2."""
+    """The `request` of sync_pull, in wire version 3."""
 
     #: Every held bucket by name, with its state.
     buckets: NotRequired[dict[str, SyncBucketState]]
@@ -131,7 +131,7 @@ class SyncPullRequest(TypedDict):
     #: Most rows and removals in the page (1..10000).
     limit: NotRequired[int]
     #: The wire version: rows as arrays of values.
-    version: Literal[2]
+    version: Literal[3]
 
 
 class SyncBucketPage(TypedDict):
@@ -149,6 +149,8 @@ class SyncBucketPage(TypedDict):
     state: SyncBucketPageState
     #: Rows to upsert, as values in `columns` order.
     rows: list[list[Any]]
+    #: Instead of `rows` (a bucket served whole): per name in `columns`, every row's value.
+    by_column: NotRequired[list[list[Any]]]
     #: Ids of rows to drop from this bucket.
     removed: list[str]
     #: The bucket is served to the end of this snapshot.
@@ -173,10 +175,10 @@ class SyncDenied(TypedDict):
 
 
 class SyncPullResponse(TypedDict):
-    """One page of changes for every held bucket, in wire version 2."""
+    """One page of changes for every held bucket, in wire version 3."""
 
     #: The wire version of this answer.
-    version: Literal[2]
+    version: Literal[3]
     #: The page's snapshot: the cursor of `unchanged` buckets.
     snapshot: str
     #: The server's clock.

@@ -1,12 +1,13 @@
-"""The sync RPCs' payloads (wire version 2 of ``docs/sync-protocol.md``), declared once.
+"""The sync RPCs' payloads (wire version 3 of ``docs/sync-protocol.md``), declared once.
 
 The catalog sees ``sync_pull(request jsonb) → json``; this module says what ``request`` and
 the answer hold, so ``pysync gen types`` writes typed payloads for Dart, TypeScript and Python
 from one declaration. ``tests/test_sync_payload_types.py`` runs real ``sync_*`` calls against
 the migrations and validates every answer against it (every declared key present, typed as
 declared, no undeclared key, and every ``null`` or absent key seen for real), so the types
-cannot drift from the server. Only wire version 2 is described: the typed request always asks
-for it (``version: 2``), and the answer's ``rows`` are arrays of values under ``columns``.
+cannot drift from the server. Only wire version 3 is described: the typed request always asks
+for it (``version: 3``), and the answer's rows are arrays of values under ``columns``, row by
+row (``rows``) or, for a bucket served whole, column by column (``by_column``).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pysync.gen.payload_types import (
 __all__ = ["SYNC_PAYLOADS", "WIRE_VERSION"]
 
 #: The ``sync_pull`` wire version these types describe.
-WIRE_VERSION = 2
+WIRE_VERSION = 3
 
 # -- sync_schema --------------------------------------------------------------------------
 
@@ -112,7 +113,7 @@ SUBSCRIPTION = Struct(
 )
 PULL_REQUEST = Struct(
     "SyncPullRequest",
-    "The `request` of sync_pull, in wire version 2.",
+    "The `request` of sync_pull, in wire version 3.",
     (
         Field(
             "buckets",
@@ -140,6 +141,12 @@ BUCKET_PAGE = Struct(
         Field("streams", ListOf(STRING), "The streams through which the caller holds it."),
         Field("state", PAGE_STATE, "How to apply the entry."),
         Field("rows", ListOf(ListOf(JSON)), "Rows to upsert, as values in `columns` order."),
+        Field(
+            "by_column",
+            ListOf(ListOf(JSON)),
+            "Instead of `rows` (a bucket served whole): per name in `columns`, every row's value.",
+            required=False,
+        ),
         Field("removed", ListOf(UUID), "Ids of rows to drop from this bucket."),
         Field("complete", BOOLEAN, "The bucket is served to the end of this snapshot."),
         Field("cursor", SNAPSHOT, "When complete: the new cursor.", nullable=True),
@@ -158,7 +165,7 @@ DENIED = Struct(
 )
 PULL_RESPONSE = Struct(
     "SyncPullResponse",
-    "One page of changes for every held bucket, in wire version 2.",
+    "One page of changes for every held bucket, in wire version 3.",
     (
         Field("version", Const(WIRE_VERSION), "The wire version of this answer."),
         Field("snapshot", SNAPSHOT, "The page's snapshot: the cursor of `unchanged` buckets."),

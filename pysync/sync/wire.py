@@ -172,9 +172,10 @@ class Subscription:
 
 
 #: The newest ``sync_pull`` wire version this client speaks: 2 sends rows as arrays of values
-#: under a column list per table (version 1, objects, is what a request without ``version``
-#: gets).
-PULL_VERSION = 2
+#: under a column list per table, 3 may send a page's rows column by column (``by_column``);
+#: version 1, objects, is what a request without ``version`` gets. A server that knows only
+#: an older version answers in it, and the client reads that too.
+PULL_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -197,9 +198,10 @@ class PullRequest:
 class BucketPage:
     """One bucket's part of a pull page.
 
-    A version 1 response carries its rows as objects (``rows``); a version 2 response as
-    arrays of values (``values``) in the order of ``columns``, its table's column list, which
-    the storage layer can insert without building a dict a row."""
+    A version 1 response carries its rows as objects (``rows``); versions 2 and 3 as arrays
+    of values (``values``) in the order of ``columns``, its table's column list, which the
+    storage layer can insert without building a dict a row. (Version 3's rows column by
+    column are turned into those arrays when parsed.)"""
 
     bucket: str
     table: str
@@ -264,6 +266,20 @@ def split_bucket(name: str) -> tuple[str, str]:
     return table, key
 
 
+def _rows_of_columns(
+    bucket: str, names: tuple[str, ...], by_column: Any
+) -> tuple[Sequence[Any], ...]:
+    """Version 3's rows column by column (one array per name, one value per row) as one tuple
+    of values per row: ``zip`` does the turn in C."""
+    if not isinstance(by_column, list) or len(by_column) != len(names):
+        raise SyncError(
+            f"malformed sync_pull bucket {bucket}: by_column is not {len(names)} arrays"
+        )
+    if not all(isinstance(c, list) for c in by_column) or len({len(c) for c in by_column}) != 1:
+        raise SyncError(f"malformed sync_pull bucket {bucket}: by_column arrays differ in length")
+    return tuple(zip(*by_column, strict=True))
+
+
 def _parse_page(b: Mapping[str, Any], columns: Mapping[str, tuple[str, ...]] | None) -> BucketPage:
     bucket = str(_need(b, "bucket", "sync_pull bucket"))
     table, key = split_bucket(bucket)
@@ -272,20 +288,26 @@ def _parse_page(b: Mapping[str, Any], columns: Mapping[str, tuple[str, ...]] | N
     if state not in ("new", "reset", "changed"):
         raise SyncError(f"malformed sync_pull bucket {bucket}: state {state!r}")
     served = b.get("rows") or ()
+    by_column = b.get("by_column") if columns is not None else None
     names: tuple[str, ...] = ()
     values: tuple[Sequence[Any], ...] = ()
     rows: tuple[Row, ...] = ()
     if columns is None:
         rows = tuple(dict(r) for r in served)
-    elif served:
+    elif served or by_column:
         names = columns.get(table, ())
         if not names:
             raise SyncError(f"malformed sync_pull page: rows of {table} without its columns")
-        if {len(v) for v in served} != {len(names)}:
+        if by_column:
+            values = _rows_of_columns(bucket, names, by_column)
+            if served:
+                raise SyncError(f"malformed sync_pull bucket {bucket}: rows and by_column")
+        elif {len(v) for v in served} != {len(names)}:
             raise SyncError(
                 f"malformed sync_pull bucket {bucket}: a row is not {len(names)} values"
             )
-        values = tuple(served)
+        else:
+            values = tuple(served)
     return BucketPage(
         bucket=bucket,
         table=table,
@@ -304,11 +326,11 @@ def _parse_page(b: Mapping[str, Any], columns: Mapping[str, tuple[str, ...]] | N
 
 
 def parse_pull(obj: Any) -> PullResponse:
-    """A ``sync_pull`` response of either version (``version`` absent: 1)."""
+    """A ``sync_pull`` response of any version this client speaks (``version`` absent: 1)."""
     version = obj.get("version", 1) if isinstance(obj, Mapping) else 1
     columns: dict[str, tuple[str, ...]] | None = None
     if version != 1:
-        if version != PULL_VERSION:
+        if version not in (2, PULL_VERSION):
             raise SyncError(f"sync_pull answered in wire version {version!r}, which is unknown")
         columns = {str(t): tuple(c) for t, c in (obj.get("columns") or {}).items()}
     return PullResponse(
