@@ -54,6 +54,11 @@ def test_every_benchmark_runs_and_reports_its_shape(local_db: LocalDatabase) -> 
     assert first.measured["rows_per_second"] > 0 and first.measured["peak_rss_mb"] > 0
     samples = first.extra["samples"]
     assert samples and samples[-1][0] >= 300  # (rows so far, seconds, RSS KB) per page
+    # Three rounds by default, each pair reported; the figure is their median.
+    assert first.extra["rounds"] == 3
+    by_round = first.extra["rows_per_second_by_round"]
+    assert len(by_round) == len(first.extra["floor_rows_per_second_by_round"]) == 3
+    assert first.measured["rows_per_second"] == sorted(by_round)[1]
     no_change = result.figure("no_change_pull")
     assert no_change is not None and no_change.measured["buckets"] >= 5
     pushed = result.figure("push")
@@ -84,7 +89,7 @@ def test_only_runs_the_named_benchmarks(local_db: LocalDatabase) -> None:
 def test_cli_prints_the_json_shape(
     schema_project: Path, local_db: LocalDatabase, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["bench", "sync", "--users", "60", "--rows", "40", "-n", "3", "--json"]
+    args = ["bench", "sync", "--users", "60", "--rows", "40", "-n", "3", "--rounds", "1", "--json"]
     code = main([*args, "--only", "no_change_pull", "--only", "first_sync"])
     out = capsys.readouterr().out
     assert code == 0

@@ -148,6 +148,14 @@ def bench_sync(
     writes: Annotated[
         int, typer.Option("--writes", min=1, help="Writes propagated from A to B.")
     ] = 200,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            "--rounds",
+            min=1,
+            help="First syncs and floors measured in turn; the medians are reported.",
+        ),
+    ] = 3,
     threads: Annotated[
         int, typer.Option("--threads", min=1, help="Concurrent pullers for capacity.")
     ] = 4,
@@ -190,6 +198,7 @@ def bench_sync(
         iterations=iterations,
         push_ops=push_ops,
         writes=writes,
+        first_sync_rounds=rounds,
         capacity_threads=threads,
         files=files,
         file_bytes=file_kib * 1024,
