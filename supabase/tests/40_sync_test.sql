@@ -7,7 +7,7 @@
 -- tests.cursor_before() is a snapshot that has not seen this transaction's writes,
 -- tests.cursor_after() one that has (as if it had committed).
 begin;
-select plan(76);
+select plan(77);
 
 -- helpers (rolled back with the rest: the tests schema never reaches a real project) ---------
 
@@ -386,17 +386,27 @@ select is(
     'a version 2 response says so, with each served table''s columns as sync_schema lists them'
 );
 select is(
+    (select jsonb_build_object('version', p -> 'version', 'rows', b -> 'rows', 'by_column', jsonb_array_length(b -> 'by_column'))
+     from (select public.sync_pull('{"version": 4}')::jsonb as p) as pull
+     cross join lateral tests.bucket(pull.p, 'course_content:d0000000-0000-4000-8000-000000000001') as b),
+    jsonb_build_object('version', 3, 'rows', '[]'::jsonb, 'by_column', jsonb_array_length(
+        (select p -> 'columns' -> 'course_content' from (select public.sync_pull('{"version": 3}')::jsonb as p) as pull)
+    )),
+    'a version the server does not know gets its newest, 3: a bucket served whole comes column by column, an array per column'
+);
+select is(
     (select jsonb_agg(r order by r ->> 'id') from jsonb_array_elements(
         tests.bucket(public.sync_pull('{}'), 'course_content:d0000000-0000-4000-8000-000000000001') -> 'rows'
     ) as r),
     (select jsonb_agg(o order by o ->> 'id') from (
-        select (select jsonb_object_agg(n.name, v.value) from jsonb_array_elements_text(pull.p -> 'columns' -> 'course_content')
-                    with ordinality as n (name, i)
-                join jsonb_array_elements(r) with ordinality as v (value, i) on v.i = n.i) as o
+        select (select jsonb_object_agg(n.name, c.value -> (r.i - 1)::integer)
+                from jsonb_array_elements_text(pull.p -> 'columns' -> 'course_content') with ordinality as n (name, i)
+                join jsonb_array_elements(e.entry -> 'by_column') with ordinality as c (value, i) on c.i = n.i) as o
         from (select public.sync_pull('{"version": 3}')::jsonb as p) as pull
-        cross join jsonb_array_elements(tests.bucket(pull.p::json, 'course_content:d0000000-0000-4000-8000-000000000001') -> 'rows') as r
+        cross join lateral tests.bucket(pull.p, 'course_content:d0000000-0000-4000-8000-000000000001') as e (entry)
+        cross join lateral generate_series(1, jsonb_array_length(e.entry -> 'by_column' -> 0)) as r (i)
     ) as rows),
-    'a version the server does not know gets its newest; its arrays under the columns are version 1''s objects'
+    'in version 3, row i of a bucket''s columns is version 1''s object'
 );
 select ok(
     tests.bucket(public.sync_pull('{}'), 'course_content:d0000000-0000-4000-8000-000000000002') is null,
