@@ -34,7 +34,7 @@ from pysync.localdb import LocalDatabase
 from pysync.migrate import push
 from pysync.sync import SyncCache
 from tests.helpers import PROJECT_ROOT, acting_as, connect
-from tests.sync_world import SyncWorld
+from tests.sync_world import RefPuller, SyncWorld
 
 #: Plans depend on the server's planner: run on 15 and again on 17.
 pytestmark = pytest.mark.sql_suite
@@ -302,3 +302,36 @@ def test_a_first_page_reads_the_page_not_the_bucket(app_url: str, version: int) 
     assert served[big]["complete"] is False, "the bucket fits one page: the test proves nothing"
     assert len(served[big]["rows"] or served[big]["by_column"][0]) <= PAGE
     assert read <= 2 * PAGE, f"{read} course_content rows read for a page of {PAGE}"
+
+
+def test_a_no_change_pull_probes_by_index_whatever_the_statistics(app_url: str) -> None:
+    """A pull in which nothing changed probes each held bucket through its (bucket, sync_xid)
+    index: its cost is the caller's buckets, never a table's size.
+
+    The probes are ``exists (select 1 from <table> where <bucket> = $k and sync_xid …)``
+    with a generic plan. When the statistics say a bucket key holds many rows (one user with
+    thousands of support tickets), ``exists`` expects a match within a few rows and a
+    sequential scan looks cheapest: every pull of every user holding such a bucket then read
+    the whole table."""
+    world = SyncWorld(app_url)
+    try:
+        busy, student = world.user("student"), world.user("student")
+        world.sql(
+            "insert into public.support_queries (owner_id, subject, body)"
+            " select %s, 'help ' || n, 'please' from generate_series(1, 3000) as n",
+            busy.id,
+        )
+        world.sql("analyze public.support_queries")
+        puller = RefPuller(world.gateway(student), version=3)
+        puller.pull()
+        assert f"support_queries:{student.id}" in puller.states
+        request = {"version": 3, "buckets": puller.states, "subscriptions": []}
+        with connect(app_url) as conn, acting_as(conn, "authenticated", str(student.id)):
+            response = conn.execute(
+                "select public.sync_pull(%s::jsonb)", (psycopg.types.json.Jsonb(request),)
+            ).fetchone()
+            read = _rows_read(conn, "public.support_queries")
+    finally:
+        world.close()
+    assert response is not None and not response[0]["buckets"], "nothing changed"
+    assert read <= 10, f"{read} support_queries rows read by a pull in which nothing changed"
