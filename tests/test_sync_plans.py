@@ -251,6 +251,20 @@ def _rows_read(conn: psycopg.Connection[Any], table: str) -> int:
     return int(row[0])
 
 
+def _pull_reading(
+    url: str, user_id: str, request: dict[str, Any], table: str
+) -> tuple[dict[str, Any], int]:
+    """``sync_pull(request)`` as the user in a transaction of its own, and the heap rows of
+    ``table`` that the transaction read."""
+    with connect(url) as conn, acting_as(conn, "authenticated", user_id):
+        row = conn.execute(
+            "select public.sync_pull(%s::jsonb)", (psycopg.types.json.Jsonb(request),)
+        ).fetchone()
+        read = _rows_read(conn, table)
+    assert row is not None
+    return dict(row[0]), read
+
+
 @pytest.mark.parametrize("version", [2, 3])
 def test_a_first_page_reads_the_page_not_the_bucket(app_url: str, version: int) -> None:
     """A first sync's first page of a big bucket reads about a page of its rows, whatever
@@ -290,15 +304,10 @@ def test_a_first_page_reads_the_page_not_the_bucket(app_url: str, version: int) 
         )
         world.enroll(student, big)
         request = {"version": version, "buckets": {}, "subscriptions": [], "limit": PAGE}
-        with connect(app_url) as conn, acting_as(conn, "authenticated", str(student.id)):
-            response = conn.execute(
-                "select public.sync_pull(%s::jsonb)", (psycopg.types.json.Jsonb(request),)
-            ).fetchone()
-            read = _rows_read(conn, "public.course_content")
+        response, read = _pull_reading(app_url, str(student.id), request, "public.course_content")
     finally:
         world.close()
-    assert response is not None
-    served = {e["key"]: e for e in response[0]["buckets"] if e["table"] == "course_content"}
+    served = {e["key"]: e for e in response["buckets"] if e["table"] == "course_content"}
     assert served[big]["complete"] is False, "the bucket fits one page: the test proves nothing"
     assert len(served[big]["rows"] or served[big]["by_column"][0]) <= PAGE
     assert read <= 2 * PAGE, f"{read} course_content rows read for a page of {PAGE}"
@@ -326,12 +335,8 @@ def test_a_no_change_pull_probes_by_index_whatever_the_statistics(app_url: str) 
         puller.pull()
         assert f"support_queries:{student.id}" in puller.states
         request = {"version": 3, "buckets": puller.states, "subscriptions": []}
-        with connect(app_url) as conn, acting_as(conn, "authenticated", str(student.id)):
-            response = conn.execute(
-                "select public.sync_pull(%s::jsonb)", (psycopg.types.json.Jsonb(request),)
-            ).fetchone()
-            read = _rows_read(conn, "public.support_queries")
+        response, read = _pull_reading(app_url, str(student.id), request, "public.support_queries")
     finally:
         world.close()
-    assert response is not None and not response[0]["buckets"], "nothing changed"
+    assert not response["buckets"], "nothing changed"
     assert read <= 10, f"{read} support_queries rows read by a pull in which nothing changed"
