@@ -33,6 +33,12 @@ A = "a0000000-0000-4000-8000-00000000000a"
 B = "a0000000-0000-4000-8000-00000000000b"
 C = "a0000000-0000-4000-8000-00000000000c"
 BUCKET = f"messages:{CONV}"
+#: The messages columns of a server ahead of this client: one it has not migrated to yet
+#: (``mood``), in another order.
+AHEAD_ORDER = [
+    "body", "id", "conversation_id", "sender_id", "tags", "likes", "pinned", "version",
+    "created_at", "updated_at", "mood",
+]  # fmt: skip
 
 
 def apply(
@@ -64,14 +70,9 @@ def test_version_2_rows_as_arrays_are_stored_as_version_1_objects_are() -> None:
 
 
 def test_version_2_columns_in_another_order_or_unknown_are_matched_by_name() -> None:
-    # A server whose table has a column this client has not migrated to yet, in another order.
-    order = [
-        "body", "id", "conversation_id", "sender_id", "tags", "likes", "pinned", "version",
-        "created_at", "updated_at", "mood",
-    ]  # fmt: skip
     served = page(bucket("messages", CONV, [msg(A, "hi", mood="glad")]))
     s = new_storage()
-    apply(s, columnar(served, {"messages": order}))
+    apply(s, columnar(served, {"messages": AHEAD_ORDER}))
     row = s.get_row("messages", A)
     assert row is not None
     assert (row["body"], row["conversation_id"], row["version"]) == ("hi", CONV, 1)
@@ -113,26 +114,22 @@ def test_version_3_rows_by_column_are_stored_as_version_1_objects_are() -> None:
     assert three.query(query) == one.query(query)
     assert three.get_row("messages", A)["tags"] == ["x"]  # type: ignore[index]
     # Another column order (a server ahead of this client) is matched by name, as in version 2.
-    order = [
-        "body", "id", "conversation_id", "sender_id", "tags", "likes", "pinned", "version",
-        "created_at", "updated_at", "mood",
-    ]  # fmt: skip
     reordered = new_storage()
     glad = page(bucket("messages", CONV, [msg(A, "hi", mood="glad")]))
-    apply(reordered, by_column(glad, {"messages": order}))
+    apply(reordered, by_column(glad, {"messages": AHEAD_ORDER}))
     assert reordered.get_row("messages", A)["body"] == "hi"  # type: ignore[index]
 
 
 def test_version_3_page_with_ragged_or_missing_columns_is_refused() -> None:
     served = by_column(page(bucket("messages", CONV, [msg(A, "hi"), msg(B, "yo")])))
     entry = served["buckets"][0]
-    cases = {
-        "not 10 arrays": [*entry["by_column"][:-1]],
-        "differ in length": [entry["by_column"][0][:1], *entry["by_column"][1:]],
-        "not 10 arrays ": "not a list",
-    }
-    for message, arrays in cases.items():
-        with pytest.raises(SyncError, match=message.strip()):
+    cases: list[tuple[str, Any]] = [
+        ("not 10 arrays", [*entry["by_column"][:-1]]),
+        ("differ in length", [entry["by_column"][0][:1], *entry["by_column"][1:]]),
+        ("not 10 arrays", "not a list"),
+    ]
+    for message, arrays in cases:
+        with pytest.raises(SyncError, match=message):
             parse_pull({**served, "buckets": [{**entry, "by_column": arrays}]})
     with pytest.raises(SyncError, match="rows and by_column"):
         parse_pull({**served, "buckets": [{**entry, "rows": [[None] * 10]}]})
