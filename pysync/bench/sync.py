@@ -346,7 +346,8 @@ def bench_first_sync(
     say(f"first_sync: made in {made:.1f}s ({row_bytes} bytes of JSON a row)")
     floors: list[dict[str, Any]] = []
     syncs: list[dict[str, Any]] = []
-    path = directory / "first_sync.db"
+    rates: list[float] = []
+    floor_rates: list[float] = []
     for n in range(rounds):
         floor = _subprocess(
             {
@@ -370,13 +371,12 @@ def bench_first_sync(
         )
         floors.append(floor)
         syncs.append(synced)
+        floor_rates.append(floor["rows"] / floor["seconds"])
+        rates.append(synced["local_rows"] / synced["seconds"])
         say(
-            f"first_sync: round {n + 1} of {rounds}: floor "
-            f"{floor['rows'] / floor['seconds']:,.0f} rows/s, sync "
-            f"{synced['local_rows'] / synced['seconds']:,.0f} rows/s"
+            f"first_sync: round {n + 1} of {rounds}: floor {floor_rates[-1]:,.0f} rows/s,"
+            f" sync {rates[-1]:,.0f} rows/s"
         )
-    rates = [s["local_rows"] / s["seconds"] for s in syncs]
-    floor_rates = [f["rows"] / f["seconds"] for f in floors]
     ratio = statistics.median(r / f for r, f in zip(rates, floor_rates, strict=True))
     # The round whose rate is the median (the upper one of an even count) stands for all in
     # the samples and the plot; peak RSS is the highest of any round.
