@@ -290,6 +290,35 @@ def test_erasing_a_user_forgets_the_log_of_their_buckets(world: SyncWorld) -> No
     )
 
 
+def test_deleting_a_user_from_auth_forgets_their_sync_bookkeeping(world: SyncWorld) -> None:
+    """Supabase Auth's admin API deletes the auth.users row and ON DELETE CASCADE takes the
+    rest: the cascaded deletes' tombstones and log entries keyed by the user go too, as do
+    the user's stored push results."""
+    student = world.user("student")
+    world.sql(
+        "insert into public.support_queries (owner_id, subject, body) values (%s, 'Hi', 'Help')",
+        student.id,
+    )
+    world.sql(
+        "insert into private.sync_push_results (user_id, client_id, op_id, result)"
+        " values (%s, gen_random_uuid(), 1, '{}')",
+        student.id,
+    )
+    key = str(student.id)
+    world.sql("delete from auth.users where id = %s", student.id)
+    assert not world.sql("select 1 from public.profiles where id = %s", student.id), "cascaded"
+    left = world.sql(
+        "select 'tombstone' from private.sync_tombstones where bucket_key = %s or row_id = %s"
+        " union all select 'log' from private.sync_bucket_changes where bucket_key = %s"
+        " union all select 'push result' from private.sync_push_results where user_id = %s",
+        key,
+        student.id,
+        key,
+        student.id,
+    )
+    assert not left, left
+
+
 @pytest.mark.parametrize(
     "statement",
     [

@@ -337,6 +337,13 @@ $$;
 revoke all on function private.sync_compile_pull() from public;
 
 -- As in 20261201090000_sync.sql, and the log goes with the user's other sync bookkeeping.
+--
+-- It now also runs at commit. A user deleted straight from auth.users (Supabase Auth's admin
+-- API, the dashboard) takes their rows with them by ON DELETE CASCADE. Cascaded deletes queue
+-- their triggers behind the deleting statement's own, so their capture triggers wrote
+-- tombstones and log entries keyed by the user after this trigger had run, and they stayed.
+-- The immediate trigger is kept for public.delete_user, whose caller sees the erasure done
+-- within its transaction; the deferred one clears what the cascades wrote.
 create or replace function private.sync_forget_user()
 returns trigger
 language plpgsql
@@ -354,6 +361,10 @@ begin
 end
 $$;
 revoke all on function private.sync_forget_user() from public;
+
+create constraint trigger sync_forget_user_at_commit after delete on auth.users
+deferrable initially deferred
+for each row execute function private.sync_forget_user();
 
 -- As in 20261201090000_sync.sql, and the log is pruned by its own horizon, moving the point
 -- below which cursors are not answered from it.
