@@ -340,3 +340,116 @@ def test_a_no_change_pull_probes_by_index_whatever_the_statistics(app_url: str) 
         world.close()
     assert not response["buckets"], "nothing changed"
     assert read <= 10, f"{read} support_queries rows read by a pull in which nothing changed"
+
+
+def _pushing(url: str, user_id: str, ops: list[dict[str, Any]]) -> tuple[Any, dict[str, int]]:
+    """``sync_push(ops)`` as the user in a transaction of its own, and the heap rows that
+    transaction read from each of the tables the statistics trap could make it scan."""
+    with connect(url) as conn, acting_as(conn, "authenticated", user_id):
+        row = conn.execute(
+            "select public.sync_push(%s::uuid, %s::jsonb)",
+            (str(uuid.uuid4()), psycopg.types.json.Jsonb(ops)),
+        ).fetchone()
+        read = {
+            table: _rows_read(conn, f"public.{table}")
+            for table in ("support_queries", "support_replies", "messages")
+        }
+    assert row is not None
+    return row[0], read
+
+
+def test_a_push_probes_by_index_whatever_the_statistics(app_url: str) -> None:
+    """The push path's policies, guards and triggers probe by key too (the ticket a reply
+    belongs to, the conversation a message goes to). One user's 3,000 tickets, each with a
+    reply, and 3,000 messages in one conversation, analyzed, must not turn another user's
+    push into a scan of those tables."""
+    world = SyncWorld(app_url)
+    try:
+        busy, student, tutor = world.user("student"), world.user("student"), world.user("tutor")
+        world.sql(
+            "insert into public.support_queries (owner_id, subject, body)"
+            " select %s, 'help ' || n, 'please' from generate_series(1, 3000) as n",
+            busy.id,
+        )
+        world.sql(
+            "insert into public.support_replies (query_id, author_id, body)"
+            " select q.id, q.owner_id, 'more' from public.support_queries as q"
+            " where q.owner_id = %s",
+            busy.id,
+        )
+        busy_talk = str(uuid.uuid4())
+        world.sql(
+            "insert into public.conversations (id, kind, created_by, direct_key)"
+            " values (%s, 'direct', %s, %s)",
+            busy_talk,
+            busy.id,
+            ":".join(sorted([str(busy.id), str(tutor.id)])),
+        )
+        world.sql(
+            "insert into public.conversation_participants (conversation_id, user_id)"
+            " values (%s, %s), (%s, %s)",
+            busy_talk,
+            busy.id,
+            busy_talk,
+            tutor.id,
+        )
+        world.sql(
+            "insert into public.messages (conversation_id, sender_id, body)"
+            " select %s, %s, 'm' || n from generate_series(1, 3000) as n",
+            busy_talk,
+            busy.id,
+        )
+        talk = str(uuid.uuid4())
+        world.sql(
+            "insert into public.conversations (id, kind, created_by, direct_key)"
+            " values (%s, 'direct', %s, %s)",
+            talk,
+            student.id,
+            ":".join(sorted([str(student.id), str(tutor.id)])),
+        )
+        world.sql(
+            "insert into public.conversation_participants (conversation_id, user_id)"
+            " values (%s, %s), (%s, %s)",
+            talk,
+            student.id,
+            talk,
+            tutor.id,
+        )
+        world.sql("analyze public.support_queries, public.support_replies, public.messages")
+        ticket = str(uuid.uuid4())
+        ops: list[dict[str, Any]] = [
+            {
+                "op_id": n + 1,
+                "tx_id": f"t{n + 1}",
+                "kind": "insert",
+                "id": str(uuid.uuid4()) if n else ticket,
+                "base_version": None,
+                "priority": "normal",
+                **op,
+            }
+            for n, op in enumerate(
+                [
+                    {
+                        "table": "support_queries",
+                        "data": {"owner_id": str(student.id), "subject": "Hi", "body": "Help"},
+                    },
+                    {
+                        "table": "support_replies",
+                        "data": {"query_id": ticket, "author_id": str(student.id), "body": "+"},
+                    },
+                    {
+                        "table": "messages",
+                        "data": {
+                            "conversation_id": talk,
+                            "sender_id": str(student.id),
+                            "body": "hello",
+                        },
+                    },
+                ]
+            )
+        ]
+        response, read = _pushing(app_url, str(student.id), ops)
+    finally:
+        world.close()
+    assert [r["status"] for r in response["results"]] == ["applied"] * 3, response
+    assert all(rows <= 20 for rows in read.values()), read

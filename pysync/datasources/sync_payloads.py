@@ -104,10 +104,14 @@ class SyncPruneResult(TypedDict):
 
     #: Tombstones deleted.
     tombstones: int
+    #: Bucket change log entries deleted.
+    bucket_changes: int
     #: Stored push results deleted.
     push_results: int
     #: The newest pruned tombstone's transaction id.
     pruned_xid: str
+    #: Cursors at or below this transaction are not answered from the change log.
+    change_log_pruned_xid: str
 
 
 class SyncBucketState(TypedDict):

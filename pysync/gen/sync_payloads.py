@@ -289,8 +289,14 @@ PRUNE_RESULT = Struct(
     "sync_prune() (service role): what housekeeping removed.",
     (
         Field("tombstones", INTEGER, "Tombstones deleted."),
+        Field("bucket_changes", INTEGER, "Bucket change log entries deleted."),
         Field("push_results", INTEGER, "Stored push results deleted."),
         Field("pruned_xid", STRING, "The newest pruned tombstone's transaction id."),
+        Field(
+            "change_log_pruned_xid",
+            STRING,
+            "Cursors at or below this transaction are not answered from the change log.",
+        ),
     ),
 )
 

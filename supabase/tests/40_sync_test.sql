@@ -7,7 +7,7 @@
 -- tests.cursor_before() is a snapshot that has not seen this transaction's writes,
 -- tests.cursor_after() one that has (as if it had committed).
 begin;
-select plan(77);
+select plan(79);
 
 -- helpers (rolled back with the rest: the tests schema never reaches a real project) ---------
 
@@ -627,13 +627,27 @@ values (
     'c0000000-0000-4000-8000-000000000001', 'a0000000-0000-4000-8000-0000000000de', 1, '{}',
     now() - interval '8 days'
 );
+select ok(
+    (
+        select count(*) > 1 and count(*) = count(distinct (c.table_name, c.bucket_key))
+        from private.sync_bucket_changes as c where c.sync_xid = pg_current_xact_id()
+    ),
+    'the buckets this transaction wrote are in the change log, each once whatever its writes'
+);
+insert into private.sync_bucket_changes (table_name, bucket_key, created_at)
+values ('course_content', 'd0000000-0000-4000-8000-000000000001', now() - interval '2 days');
 set local role service_role;
 select is(
-    public.sync_prune() - 'pruned_xid',
-    '{"tombstones": 1, "push_results": 1}'::jsonb,
-    'sync_prune deletes the tombstones and push results past their horizons, and only those'
+    public.sync_prune() - 'pruned_xid' - 'change_log_pruned_xid',
+    '{"tombstones": 1, "bucket_changes": 1, "push_results": 1}'::jsonb,
+    'sync_prune deletes the tombstones, change log entries and push results past their horizons'
 );
 reset role;
+select is(
+    (select s.change_log_pruned from private.sync_settings as s),
+    pg_current_xact_id(),
+    'the change log''s horizon advances to the newest pruned entry'
+);
 select is(
     (select s.pruned_xid from private.sync_settings as s),
     pg_current_xact_id(),
