@@ -36,16 +36,16 @@ def _truth(conn: psycopg.Connection[Any], keys: list[str], cursor: str) -> set[s
     has not seen: what the change check answered from the tables before the log
     (20261205090000)."""
     rows = conn.execute(
-        "select k from unnest(%s::text []) as k"
+        "select k from unnest(%(keys)s::text []) as k"
         " where exists (select 1 from public.tutoring_sessions as x"
         "     where x.student_id = k::uuid"
-        "     and x.sync_xid >= pg_snapshot_xmin(%s::pg_snapshot)"
-        "     and not pg_visible_in_snapshot(x.sync_xid, %s::pg_snapshot))"
+        "     and x.sync_xid >= pg_snapshot_xmin(%(cursor)s::pg_snapshot)"
+        "     and not pg_visible_in_snapshot(x.sync_xid, %(cursor)s::pg_snapshot))"
         " or exists (select 1 from private.sync_tombstones as tb"
         "     where tb.table_name = 'tutoring_sessions' and tb.bucket_key = k"
-        "     and tb.sync_xid >= pg_snapshot_xmin(%s::pg_snapshot)"
-        "     and not pg_visible_in_snapshot(tb.sync_xid, %s::pg_snapshot))",
-        (keys, cursor, cursor, cursor, cursor),
+        "     and tb.sync_xid >= pg_snapshot_xmin(%(cursor)s::pg_snapshot)"
+        "     and not pg_visible_in_snapshot(tb.sync_xid, %(cursor)s::pg_snapshot))",
+        {"keys": keys, "cursor": cursor},
     ).fetchall()
     return {str(row[0]) for row in rows}
 
@@ -56,9 +56,9 @@ def _logged(
     """Which of ``table``'s buckets ``keys`` the change check calls changed since ``cursor``."""
     rows = conn.execute(
         "select bucket_key from private.sync_changed_buckets("
-        " array_fill(%s::text, array[cardinality(%s::text [])]), %s::text [],"
-        " array_fill(%s::pg_snapshot, array[cardinality(%s::text [])]))",
-        (table, keys, keys, cursor, keys),
+        " array_fill(%(table)s::text, array[cardinality(%(keys)s::text [])]), %(keys)s::text [],"
+        " array_fill(%(cursor)s::pg_snapshot, array[cardinality(%(keys)s::text [])]))",
+        {"table": table, "keys": keys, "cursor": cursor},
     ).fetchall()
     return {str(row[0]) for row in rows}
 
