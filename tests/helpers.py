@@ -95,3 +95,19 @@ def gotrue_session(
             "created_at": "2026-01-01T00:00:00Z",
         },
     }
+
+
+def rows_read(conn: psycopg.Connection[Any], table: str) -> int:
+    """Heap rows ``conn``'s transaction has read from ``table``: by its scans (sequential,
+    bitmap) and through each of its indexes (an index scan's heap fetches count on the index).
+    The statistics trap tests count with it: a probe by key reads a few rows, a scan the
+    table."""
+    row = conn.execute(
+        "select pg_stat_get_xact_tuples_returned(%s::regclass)"
+        " + pg_stat_get_xact_tuples_fetched(%s::regclass)"
+        " + (select coalesce(sum(pg_stat_get_xact_tuples_fetched(i.indexrelid)), 0)"
+        "    from pg_catalog.pg_index as i where i.indrelid = %s::regclass)",
+        (table, table, table),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])

@@ -11,12 +11,10 @@ the policies call therefore run with sequential scans off
 from __future__ import annotations
 
 import re
-from typing import Any
 
-import psycopg
 import pytest
 
-from tests.helpers import acting_as, connect
+from tests.helpers import acting_as, connect, rows_read
 from tests.sync_world import SyncWorld
 
 #: Plans depend on the server's planner: run on 15 and again on 17.
@@ -24,19 +22,6 @@ pytestmark = pytest.mark.sql_suite
 
 #: The tickets of the one user who holds all of them.
 BUSY_TICKETS = 30_000
-
-
-def _rows_read(conn: psycopg.Connection[Any], table: str) -> int:
-    """Heap rows this transaction has read from ``table``, by scans and through its indexes."""
-    row = conn.execute(
-        "select pg_stat_get_xact_tuples_returned(%s::regclass)"
-        " + pg_stat_get_xact_tuples_fetched(%s::regclass)"
-        " + (select coalesce(sum(pg_stat_get_xact_tuples_fetched(i.indexrelid)), 0)"
-        "    from pg_catalog.pg_index as i where i.indrelid = %s::regclass)",
-        (table, table, table),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def test_reading_replies_does_not_scan_every_ticket_when_one_user_owns_them(
@@ -61,7 +46,7 @@ def test_reading_replies_does_not_scan_every_ticket_when_one_user_owns_them(
         world.sql("analyze public.support_queries")
         with connect(app_url) as conn, acting_as(conn, "authenticated", str(student.id)):
             replies = conn.execute("select count(*) from public.support_replies").fetchone()
-            read = _rows_read(conn, "public.support_queries")
+            read = rows_read(conn, "public.support_queries")
     finally:
         world.close()
     assert replies == (0,), "another user's replies"

@@ -33,7 +33,7 @@ from pysync.gateway import PostgresGateway
 from pysync.localdb import LocalDatabase
 from pysync.migrate import push
 from pysync.sync import SyncCache
-from tests.helpers import PROJECT_ROOT, acting_as, connect
+from tests.helpers import PROJECT_ROOT, acting_as, connect, rows_read
 from tests.sync_world import RefPuller, SyncWorld
 
 #: Plans depend on the server's planner: run on 15 and again on 17.
@@ -237,20 +237,6 @@ def test_pushes_and_pulls_plan_nothing_per_call(
 BIG_BUCKET, PAGE = 4000, 400
 
 
-def _rows_read(conn: psycopg.Connection[Any], table: str) -> int:
-    """Heap rows this transaction has read from ``table``: by its scans (sequential, bitmap)
-    and through each of its indexes (an index scan's heap fetches count on the index)."""
-    row = conn.execute(
-        "select pg_stat_get_xact_tuples_returned(%s::regclass)"
-        " + pg_stat_get_xact_tuples_fetched(%s::regclass)"
-        " + (select coalesce(sum(pg_stat_get_xact_tuples_fetched(i.indexrelid)), 0)"
-        "    from pg_catalog.pg_index as i where i.indrelid = %s::regclass)",
-        (table, table, table),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
-
-
 def _pull_reading(
     url: str, user_id: str, request: dict[str, Any], table: str
 ) -> tuple[dict[str, Any], int]:
@@ -260,7 +246,7 @@ def _pull_reading(
         row = conn.execute(
             "select public.sync_pull(%s::jsonb)", (psycopg.types.json.Jsonb(request),)
         ).fetchone()
-        read = _rows_read(conn, table)
+        read = rows_read(conn, table)
     assert row is not None
     return dict(row[0]), read
 
@@ -351,7 +337,7 @@ def _pushing(url: str, user_id: str, ops: list[dict[str, Any]]) -> tuple[Any, di
             (str(uuid.uuid4()), psycopg.types.json.Jsonb(ops)),
         ).fetchone()
         read = {
-            table: _rows_read(conn, f"public.{table}")
+            table: rows_read(conn, f"public.{table}")
             for table in ("support_queries", "support_replies", "messages")
         }
     assert row is not None
