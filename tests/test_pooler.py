@@ -57,6 +57,33 @@ def _pooled(pooler: Pooler, url: str, **options: Any) -> psycopg.Connection[Any]
     return psycopg.connect(pooler.url(_dbname(url), "authenticator"), autocommit=True, **options)
 
 
+def _server_state(pooler: Pooler, url: str, pid: int) -> tuple[Any, ...]:
+    """``SESSION_STATE`` of the pooler's server connection ``pid``, asked by plain clients.
+
+    pgbouncer hands a new client whichever idle server connection it likes (one left over
+    from an earlier test, say), so one plain client may land elsewhere. Each client here
+    holds a transaction open, which pins its server connection, until one lands on ``pid``
+    (a transaction does not reset the session state asked for). The transactions end in the
+    order they began, so ``pid``'s goes back to the pool last and is the next one handed out
+    (pgbouncer reuses the most recently released); a client that left with its transaction
+    open would make pgbouncer drop that server connection instead."""
+    clients: list[psycopg.Connection[Any]] = []
+    try:
+        for _ in range(pooler.pool_size):
+            client = _pooled(pooler, url)
+            clients.append(client)
+            client.execute("begin")
+            state = client.execute(SESSION_STATE).fetchone()
+            if state is not None and state[0] == pid:
+                return tuple(state)
+    finally:
+        for client in clients:
+            client.execute("rollback")
+        for client in clients:
+            client.close()
+    raise AssertionError(f"no server connection of the pooler is {pid}")
+
+
 def test_the_pooler_shares_server_connections_between_transactions(
     pooler: Pooler, fresh_url: str
 ) -> None:
@@ -107,10 +134,7 @@ def test_no_role_or_claims_leak_to_the_next_request(pooler: Pooler, fresh_url: s
         assert json.loads(as_user["claims"])["sub"] == user.id
         # The same server connection, asked by a plain client of the pooler: it is the
         # authenticator again, with no claims, read-write, on the default search_path.
-        with _pooled(pooler, fresh_url) as plain:
-            state = plain.execute(SESSION_STATE).fetchone()
-        assert state is not None
-        assert state[0] == as_user["pid"], "the pooler handed out another server connection"
+        state = _server_state(pooler, fresh_url, as_user["pid"])
         assert state[1:] == (
             "authenticator",
             "none",
@@ -158,9 +182,7 @@ def test_a_roles_isolation_and_timeout_stay_in_its_request(
                 assert (ctx["user"], ctx["isolation"], ctx["timeout"]) == (
                     role, "repeatable read", "4321ms"
                 )  # fmt: skip
-            with _pooled(pooler, fresh_url) as plain:
-                state = plain.execute(SESSION_STATE).fetchone()
-            assert state is not None and state[0] == ctx["pid"]
+            state = _server_state(pooler, fresh_url, ctx["pid"])
             assert state[1:3] == ("authenticator", "none")
             assert state[6:] == ("read committed", "8s")  # authenticator's own timeout
     finally:
