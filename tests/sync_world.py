@@ -90,6 +90,11 @@ class SyncWorld:
         )
         return str(rows[0][0])
 
+    def direct_conversation(self, user: LocalUser, other: LocalUser) -> str:
+        """The direct conversation of two users, as ``user`` starts it through the API."""
+        row = self.gateway(user).rpc("start_direct_conversation", {"other": other.id})
+        return str(row["id"])
+
     def close(self) -> None:
         self.api.close()
 
@@ -211,6 +216,17 @@ class RefPuller:
 
     def ids(self, table: str) -> set[str]:
         return set(self.rows.get(table, {}))
+
+
+def enrolled(
+    world: SyncWorld, lessons: int = 2, *, version: int = 1
+) -> tuple[LocalUser, LocalUser, str, RefPuller]:
+    """A tutor's course of ``lessons`` lessons, a student enrolled in it, and the student's
+    reference puller (asking for wire ``version``), not yet pulled."""
+    tutor, student = world.user("tutor"), world.user("student")
+    course = world.course(tutor, lessons=lessons)
+    world.enroll(student, course)
+    return tutor, student, course, RefPuller(world.gateway(student), version=version)
 
 
 def held_keys(cache: Any) -> dict[str, set[str]]:

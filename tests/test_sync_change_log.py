@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import acting_as, connect
-from tests.sync_world import RefPuller, SyncWorld
+from tests.sync_world import RefPuller, SyncWorld, enrolled
 
 STUDENTS = 3
 
@@ -191,13 +191,10 @@ def _lesson_title(puller: RefPuller, lesson: str) -> str:
 
 
 def _enrolled(world: SyncWorld) -> tuple[str, str, RefPuller]:
-    tutor, student = world.user("tutor"), world.user("student")
-    course = world.course(tutor, lessons=2)
-    world.enroll(student, course)
-    puller = RefPuller(world.gateway(student), version=3)
+    """A course, one of its lessons and an enrolled student's puller, pulled once."""
+    _, _, course, puller = enrolled(world, version=3)
     puller.pull()
-    lesson = next(iter(puller.rows["course_content"]))
-    return course, lesson, puller
+    return course, next(iter(puller.rows["course_content"])), puller
 
 
 def test_a_change_whose_log_entry_was_pruned_is_still_served(world: SyncWorld) -> None:

@@ -363,44 +363,13 @@ def test_a_push_probes_by_index_whatever_the_statistics(app_url: str) -> None:
             " where q.owner_id = %s",
             busy.id,
         )
-        busy_talk = str(uuid.uuid4())
-        world.sql(
-            "insert into public.conversations (id, kind, created_by, direct_key)"
-            " values (%s, 'direct', %s, %s)",
-            busy_talk,
-            busy.id,
-            ":".join(sorted([str(busy.id), str(tutor.id)])),
-        )
-        world.sql(
-            "insert into public.conversation_participants (conversation_id, user_id)"
-            " values (%s, %s), (%s, %s)",
-            busy_talk,
-            busy.id,
-            busy_talk,
-            tutor.id,
-        )
         world.sql(
             "insert into public.messages (conversation_id, sender_id, body)"
             " select %s, %s, 'm' || n from generate_series(1, 3000) as n",
-            busy_talk,
+            world.direct_conversation(busy, tutor),
             busy.id,
         )
-        talk = str(uuid.uuid4())
-        world.sql(
-            "insert into public.conversations (id, kind, created_by, direct_key)"
-            " values (%s, 'direct', %s, %s)",
-            talk,
-            student.id,
-            ":".join(sorted([str(student.id), str(tutor.id)])),
-        )
-        world.sql(
-            "insert into public.conversation_participants (conversation_id, user_id)"
-            " values (%s, %s), (%s, %s)",
-            talk,
-            student.id,
-            talk,
-            tutor.id,
-        )
+        talk = world.direct_conversation(student, tutor)
         world.sql("analyze public.support_queries, public.support_replies, public.messages")
         ticket = str(uuid.uuid4())
         ops: list[dict[str, Any]] = [

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from pysync.gateway import PermissionDenied
-from tests.sync_world import ROUTES, RefPuller, SyncWorld, make_world
+from tests.sync_world import ROUTES, RefPuller, SyncWorld, enrolled, make_world
 
 
 @pytest.fixture(scope="module", params=ROUTES)
@@ -23,13 +23,6 @@ def world(request: pytest.FixtureRequest, app_url: str) -> Iterator[SyncWorld]:
 
 def lesson_ids(puller: RefPuller) -> set[str]:
     return puller.ids("course_content")
-
-
-def enrolled(world: SyncWorld, lessons: int = 2) -> tuple[Any, Any, str, RefPuller]:
-    tutor, student = world.user("tutor"), world.user("student")
-    course = world.course(tutor, lessons=lessons)
-    world.enroll(student, course)
-    return tutor, student, course, RefPuller(world.gateway(student))
 
 
 # ------------------------------------------------------------------------ exact cursors
