@@ -48,15 +48,15 @@ def _pull_as(
 ) -> tuple[dict[str, Any], int]:
     """``sync_pull(request)`` as ``user``, and how many scans of the membership tables (and
     their indexes) it made."""
-    counts = " + ".join(
-        f"pg_stat_get_xact_numscans('public.{t}'::regclass)"
-        f" + (select coalesce(sum(pg_stat_get_xact_numscans(i.indexrelid)), 0)"
-        f"    from pg_catalog.pg_index as i where i.indrelid = 'public.{t}'::regclass)"
-        for t in MEMBERSHIP_TABLES
-    )
     with connect(world.url) as conn, acting_as(conn, "authenticated", str(user.id)):
         row = conn.execute("select public.sync_pull(%s::jsonb)", (Jsonb(request),)).fetchone()
-        scans = conn.execute(f"select {counts}").fetchone()
+        scans = conn.execute(
+            "select sum(pg_stat_get_xact_numscans(t)"
+            " + (select coalesce(sum(pg_stat_get_xact_numscans(i.indexrelid)), 0)"
+            "    from pg_catalog.pg_index as i where i.indrelid = t))"
+            " from unnest(%s::regclass []) as t",
+            ([f"public.{table}" for table in MEMBERSHIP_TABLES],),
+        ).fetchone()
     assert row is not None and scans is not None
     return dict(row[0]), int(scans[0])
 

@@ -115,7 +115,7 @@ class SyncPruneResult(TypedDict):
 
 
 class SyncBucketState(TypedDict):
-    """A held bucket's state, sent back exactly as the server last returned it (a null may be left out)."""
+    """A held bucket's state, as the server last returned it (nulls may be left out)."""
 
     #: null until first served completely.
     cursor: NotRequired[str | None]

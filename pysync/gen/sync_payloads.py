@@ -96,8 +96,7 @@ SCHEMA_INFO = Struct(
 
 BUCKET_STATE = Struct(
     "SyncBucketState",
-    "A held bucket's state, sent back exactly as the server last returned it (a null may be "
-    "left out).",
+    "A held bucket's state, as the server last returned it (nulls may be left out).",
     (
         Field(
             "cursor",
