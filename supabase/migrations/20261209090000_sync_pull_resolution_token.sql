@@ -63,75 +63,88 @@ alter table private.sync_settings
 -- squawk-ignore adding-field-with-default
 add column resolution_key bytea not null default extensions.gen_random_bytes(32);
 
--- Statement-level AFTER trigger (arguments: the member columns): logs `@member:<user>` for
--- every user a written row names, before and after, once per transaction.
-create function private.sync_log_members()
-returns trigger
+-- Logs `@member:<user>` for each of `members` (user ids) not yet logged in this transaction.
+create function private.sync_log_members(members text [])
+returns void
 language plpgsql
 security definer
 set search_path = ''
 as $$
-declare
-    member_column text;
-    named text [] := '{}';
-    found text [];
 begin
-    foreach member_column in array tg_argv loop
-        if tg_op in ('INSERT', 'UPDATE') then
-            execute format(
-                'select array_agg(distinct n.%1$I::text) from changed_new as n', member_column
-            ) into found;
-            named := named || coalesce(found, '{}');
-        end if;
-        if tg_op in ('UPDATE', 'DELETE') then
-            execute format(
-                'select array_agg(distinct o.%1$I::text) from changed_old as o', member_column
-            ) into found;
-            named := named || coalesce(found, '{}');
-        end if;
-    end loop;
     insert into private.sync_bucket_changes (table_name, bucket_key)
     select distinct '@member', m.k
-    from unnest(named) as m (k)
+    from unnest(members) as m (k)
     where m.k is not null
         and not exists (
             select 1 from private.sync_bucket_changes as c
             where c.table_name = '@member' and c.bucket_key = m.k
                 and c.sync_xid = pg_catalog.pg_current_xact_id()
         );
-    return null;
 end
 $$;
-revoke all on function private.sync_log_members() from public;
+revoke all on function private.sync_log_members(text []) from public;
 
--- The three triggers that log the users a table's member columns name.
+-- Compiles private.sync_log_members_<table>(), a statement-level AFTER trigger function with
+-- static statements (its plans are kept, as the capture triggers' are), that logs every user
+-- the written rows name in `member_columns`, before and after; and its three triggers.
 create function private.sync_log_members_of(table_name text, member_columns text [])
 returns void
 language plpgsql
 set search_path = ''
 as $$
 declare
-    arguments text := array_to_string(
-        array(select format('%L', c) from unnest(member_columns) as c), ', '
+    function_name text := 'sync_log_members_' || table_name;
+    named_new text := array_to_string(
+        array(select format('select n.%I::text from changed_new as n', c) from unnest(member_columns) as c),
+        ' union '
+    );
+    named_old text := array_to_string(
+        array(select format('select o.%I::text from changed_old as o', c) from unnest(member_columns) as c),
+        ' union '
     );
 begin
     execute format(
+        $ddl$
+        create function private.%I()
+        returns trigger
+        language plpgsql
+        security definer
+        set search_path = ''
+        as %L
+        $ddl$,
+        function_name,
+        format(
+            E'begin\n'
+            '    if tg_op = ''INSERT'' then\n'
+            '        perform private.sync_log_members(array(%s));\n'
+            '    elsif tg_op = ''UPDATE'' then\n'
+            '        perform private.sync_log_members(array(%s union %s));\n'
+            '    else\n'
+            '        perform private.sync_log_members(array(%s));\n'
+            '    end if;\n'
+            '    return null;\n'
+            'end',
+            named_new, named_new, named_old, named_old
+        )
+    );
+    execute format('revoke all on function private.%I() from public', function_name);
+    execute format(
         'create trigger sync_log_members_insert after insert on public.%I
         referencing new table as changed_new
-        for each statement execute function private.sync_log_members(%s)',
-        table_name, arguments
+        for each statement execute function private.%I()',
+        table_name, function_name
     );
     execute format(
         'create trigger sync_log_members_update after update on public.%I
         referencing old table as changed_old new table as changed_new
-        for each statement execute function private.sync_log_members(%s)',
-        table_name, arguments
+        for each statement execute function private.%I()',
+        table_name, function_name
     );
     execute format(
         'create trigger sync_log_members_delete after delete on public.%I
         referencing old table as changed_old
-        for each statement execute function private.sync_log_members(%s)',
-        table_name, arguments
+        for each statement execute function private.%I()',
+        table_name, function_name
     );
 end
 $$;
