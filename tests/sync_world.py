@@ -143,6 +143,12 @@ class RefPuller:
     #: The wire version asked for: 1 (rows as objects), 2 (arrays under ``columns``) or 3
     #: (arrays, or a bucket served whole column by column in ``by_column``).
     version: int = 1
+    #: The last page's resolution token, sent back with the next pull (as a client does), so
+    #: every test that pulls through the reference client also takes the short way whenever
+    #: the server finds the token still holds.
+    resolution: str | None = None
+    #: Send the token back (False: every pull resolves the caller's buckets in full).
+    use_resolution: bool = True
 
     def __post_init__(self) -> None:
         schema = self.gateway.rpc("sync_schema")
@@ -157,6 +163,8 @@ class RefPuller:
         request = {"buckets": self.states, "subscriptions": self.subscriptions, "limit": limit}
         if self.version > 1:
             request["version"] = self.version
+        if self.use_resolution and self.resolution is not None:
+            request["resolution"] = self.resolution
         page: dict[str, Any] = self.gateway.rpc("sync_pull", {"request": request}, read_only=True)
         assert page.get("version", 1) == self.version, page.get("version")
         self.pages += 1
@@ -194,6 +202,7 @@ class RefPuller:
                 }
         for bucket in page["unchanged"]:
             self.states[bucket] = {"cursor": page["snapshot"], "round": None, "after": None}
+        self.resolution = page.get("resolution")
         return page
 
     def _rows(self, page: dict[str, Any], entry: dict[str, Any]) -> list[dict[str, Any]]:

@@ -115,14 +115,14 @@ class SyncPruneResult(TypedDict):
 
 
 class SyncBucketState(TypedDict):
-    """A held bucket's state, sent back exactly as the server last returned it."""
+    """A held bucket's state, as the server last returned it (nulls may be left out)."""
 
     #: null until first served completely.
-    cursor: str | None
+    cursor: NotRequired[str | None]
     #: While served across pages: the round's snapshot.
-    round: str | None
+    round: NotRequired[str | None]
     #: While served across pages: the last id served.
-    after: str | None
+    after: NotRequired[str | None]
 
 
 class SyncPullRequest(TypedDict):
@@ -136,6 +136,8 @@ class SyncPullRequest(TypedDict):
     limit: NotRequired[int]
     #: The wire version: rows as arrays of values.
     version: Literal[3]
+    #: The last answer's `resolution`, sent back as it came (none yet: leave out).
+    resolution: NotRequired[str]
 
 
 class SyncBucketPage(TypedDict):
@@ -201,6 +203,8 @@ class SyncPullResponse(TypedDict):
     denied: list[SyncDenied]
     #: Pull again at once with the new states.
     has_more: bool
+    #: Opaque: send it with the next pull (null: a subscription was refused).
+    resolution: str | None
 
 
 class SyncPushOp(TypedDict):

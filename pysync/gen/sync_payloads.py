@@ -96,11 +96,29 @@ SCHEMA_INFO = Struct(
 
 BUCKET_STATE = Struct(
     "SyncBucketState",
-    "A held bucket's state, sent back exactly as the server last returned it.",
+    "A held bucket's state, as the server last returned it (nulls may be left out).",
     (
-        Field("cursor", SNAPSHOT, "null until first served completely.", nullable=True),
-        Field("round", SNAPSHOT, "While served across pages: the round's snapshot.", nullable=True),
-        Field("after", UUID, "While served across pages: the last id served.", nullable=True),
+        Field(
+            "cursor",
+            SNAPSHOT,
+            "null until first served completely.",
+            nullable=True,
+            required=False,
+        ),
+        Field(
+            "round",
+            SNAPSHOT,
+            "While served across pages: the round's snapshot.",
+            nullable=True,
+            required=False,
+        ),
+        Field(
+            "after",
+            UUID,
+            "While served across pages: the last id served.",
+            nullable=True,
+            required=False,
+        ),
     ),
 )
 SUBSCRIPTION = Struct(
@@ -124,6 +142,12 @@ PULL_REQUEST = Struct(
         Field("subscriptions", ListOf(SUBSCRIPTION), "Live subscriptions.", required=False),
         Field("limit", INTEGER, "Most rows and removals in the page (1..10000).", required=False),
         Field("version", Const(WIRE_VERSION), "The wire version: rows as arrays of values."),
+        Field(
+            "resolution",
+            STRING,
+            "The last answer's `resolution`, sent back as it came (none yet: leave out).",
+            required=False,
+        ),
     ),
 )
 PAGE_STATE = Choice(
@@ -177,6 +201,12 @@ PULL_RESPONSE = Struct(
         Field("removed_buckets", ListOf(STRING), "Buckets no longer held: drop their rows."),
         Field("denied", ListOf(DENIED), "Subscriptions not granted."),
         Field("has_more", BOOLEAN, "Pull again at once with the new states."),
+        Field(
+            "resolution",
+            STRING,
+            "Opaque: send it with the next pull (null: a subscription was refused).",
+            nullable=True,
+        ),
     ),
 )
 

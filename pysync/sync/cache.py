@@ -614,6 +614,7 @@ class SyncCache:
             buckets=states,
             subscriptions=self._storage.live_subscriptions(now),
             limit=self.page_limit,
+            resolution=self._storage.meta("resolution"),
         )
 
     def _pull_page(self, repair: frozenset[str]) -> Event:
@@ -632,6 +633,8 @@ class SyncCache:
         with self._storage.transaction():
             self._record_server_time(response.server_time)
             self._storage.apply_page(request.buckets, response, now=self._now(), repairing=repair)
+            if response.resolution != self._storage.meta("resolution"):
+                self._storage.set_meta("resolution", response.resolution)
         if response.has_more:
             self._storage.hold_checkpoints()
         else:
@@ -783,7 +786,12 @@ def _next_request(request: PullRequest, response: PullResponse) -> PullRequest:
     for name in response.unchanged:
         if name in states:
             states[name] = BucketState(cursor=response.snapshot)
-    return PullRequest(buckets=states, subscriptions=request.subscriptions, limit=request.limit)
+    return PullRequest(
+        buckets=states,
+        subscriptions=request.subscriptions,
+        limit=request.limit,
+        resolution=response.resolution,
+    )
 
 
 def _lock(path: Path) -> IO[bytes]:

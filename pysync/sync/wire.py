@@ -159,7 +159,10 @@ class BucketState:
     after: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"cursor": self.cursor, "round": self.round, "after": self.after}
+        # Only what is set: a state is nearly always a bare cursor, and a pull sends one for
+        # every bucket held.
+        state = {"cursor": self.cursor, "round": self.round, "after": self.after}
+        return {key: value for key, value in state.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -184,14 +187,20 @@ class PullRequest:
     subscriptions: tuple[Subscription, ...] = ()
     limit: int = 1000
     version: int = PULL_VERSION
+    #: The last response's resolution token, sent back as it came: when it still holds, a pull
+    #: in which nothing changed skips working out the caller's buckets again.
+    resolution: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "version": self.version,
             "buckets": {name: state.to_json() for name, state in sorted(self.buckets.items())},
             "subscriptions": [s.to_json() for s in self.subscriptions],
             "limit": self.limit,
         }
+        if self.resolution is not None:
+            body["resolution"] = self.resolution
+        return body
 
 
 @dataclass(frozen=True)
@@ -256,6 +265,8 @@ class PullResponse:
     removed_buckets: tuple[str, ...] = ()
     denied: tuple[Denied, ...] = ()
     has_more: bool = False
+    #: Opaque; send it with the next pull (``None``: the server gave none, send none).
+    resolution: str | None = None
 
 
 def split_bucket(name: str) -> tuple[str, str]:
@@ -345,6 +356,7 @@ def parse_pull(obj: Any) -> PullResponse:
             for d in obj.get("denied") or ()
         ),
         has_more=bool(obj.get("has_more", False)),
+        resolution=obj["resolution"] if isinstance(obj.get("resolution"), str) else None,
     )
 
 
