@@ -573,8 +573,9 @@ def bench_push(world: World, directory: Path, *, ops: int, say: Callable[[str], 
 # -- 4: capacity ------------------------------------------------------------------------------
 
 
-def _full_states(gateway: Any) -> dict[str, dict[str, Any]]:
-    """Pull to the end with a minimal puller (no SQLite): the user's bucket states."""
+def _full_states(gateway: Any) -> tuple[dict[str, dict[str, Any]], str | None]:
+    """Pull to the end with a minimal puller (no SQLite): the user's bucket states and the last
+    page's resolution token."""
     states: dict[str, dict[str, Any]] = {}
     for _ in range(1000):
         page = gateway.rpc(
@@ -593,7 +594,7 @@ def _full_states(gateway: Any) -> dict[str, dict[str, Any]]:
         for name in page["unchanged"]:
             states[name] = {"cursor": page["snapshot"], "round": None, "after": None}
         if not page["has_more"]:
-            return states
+            return states, page.get("resolution")
     raise PysyncError("capacity: a user's first sync did not end")
 
 
@@ -611,7 +612,10 @@ def bench_capacity(
     api = world.connect_api(threads)
     try:
         gateways = [Client.for_token(api, world.token(uid, email)).gateway for uid, email in picked]
-        states = [_full_states(g) for g in gateways]
+        # Each user's bucket states and resolution token, sent back as a client does.
+        synced = [_full_states(g) for g in gateways]
+        states = [s for s, _ in synced]
+        tokens = [t for _, t in synced]
         buckets = sum(len(s) for s in states) / len(states)
         say(f"capacity: {len(picked)} users holding {buckets:.0f} buckets on average")
 
@@ -636,12 +640,12 @@ def bench_capacity(
             return sum(count), time.perf_counter() - started, [x for xs in latencies for x in xs]
 
         def pull(i: int) -> object:
-            page = gateways[i].rpc(
-                "sync_pull", {"request": {"buckets": states[i], "limit": 1000}}, read_only=True
-            )
+            request = {"buckets": states[i], "limit": 1000, "resolution": tokens[i]}
+            page = gateways[i].rpc("sync_pull", {"request": request}, read_only=True)
+            tokens[i] = page.get("resolution")
             if page["buckets"] or page["has_more"]:
                 # Something changed for this user (another benchmark's write): keep up.
-                states[i] = _full_states(gateways[i])
+                states[i], tokens[i] = _full_states(gateways[i])
             return page
 
         def ping(i: int) -> object:
