@@ -456,6 +456,7 @@ declare
     resolved_at bigint;
     held_list text [] := '{}';
     held_cursor_texts text [];
+    held_checkable boolean := false;
     od_streams text [] := '{}';
     od_tables text [] := '{}';
     od_keys text [] := '{}';
@@ -494,12 +495,10 @@ begin
         from private.sync_resolve_subscriptions(subscriptions) as r;
     end if;
 
-    -- The short way (see 20261209090000_sync_pull_resolution_token.sql): a resolution token that
-    -- still vouches for exactly the buckets held, each with a cursor the change check answers
-    -- for. When nothing changed, every bucket is unchanged and the auto streams are not
-    -- resolved; when something did, the general path below reuses the check's answer.
-    if token is not null and not any_refused then
-        -- Cursors are cast once each: the buckets held nearly all share one.
+    -- The buckets held, parsed once for the short way and the change check below: whether
+    -- each has a cursor the check answers for (not reset, not mid-round). Cursors are cast
+    -- once each: the buckets held nearly all share one.
+    if not any_refused then
         select
             coalesce(array_agg(h.bucket order by h.bucket), '{}'),
             coalesce(
@@ -513,18 +512,23 @@ begin
             coalesce(array_agg(split_part(h.bucket, ':', 1)), '{}'),
             coalesce(array_agg(substr(h.bucket, strpos(h.bucket, ':') + 1)), '{}'),
             coalesce(array_agg(h.state ->> 'cursor'), '{}')
-        into held_list, all_checkable, held_tables, held_keys, held_cursor_texts
+        into held_list, held_checkable, held_tables, held_keys, held_cursor_texts
         from jsonb_each(held) as h (bucket, state);
-        if all_checkable then
+        if held_checkable then
             held_cursors := held_cursor_texts::pg_snapshot [];
-            all_checkable := not exists (
+            held_checkable := not exists (
                 select 1 from (select distinct c.c from unnest(held_cursor_texts) as c (c)) as c
                 where pg_catalog.pg_snapshot_xmin(c.c::pg_snapshot) <= pruned
             );
         end if;
-        if all_checkable and cardinality(held_list) > 0 then
-            resolved_at := private.sync_resolution_holds(token, schema_hash, held_list, od_allowed);
-        end if;
+    end if;
+
+    -- The short way (see 20261209090000_sync_pull_resolution_token.sql): a resolution token that
+    -- still vouches for exactly the buckets held. When nothing changed, every bucket is
+    -- unchanged and the auto streams are not resolved; when something did, the general path
+    -- below reuses the check's answer.
+    if token is not null and held_checkable and cardinality(held_list) > 0 then
+        resolved_at := private.sync_resolution_holds(token, schema_hash, held_list, od_allowed);
         if resolved_at is not null then
             select
                 coalesce(array_agg(c.table_name), '{}'),
@@ -541,7 +545,6 @@ begin
                 );
             end if;
         end if;
-        all_checkable := false;
     end if;
 
     -- Which buckets the caller may hold now (every stream's resolution, kept as arrays for the
@@ -581,27 +584,8 @@ begin
     -- not mid-round), so the one change check answers for all of them. When it finds nothing,
     -- the answer is every bucket unchanged, without the general path's grouping below; when it
     -- finds changes, the general path reuses them instead of asking again.
-    if not any_refused and not changed_known then
-        select
-            coalesce(array_agg(h.bucket order by h.bucket), '{}') = allowed_buckets
-            and coalesce(
-                bool_and(
-                    (
-                        h.state ->> 'cursor' is not null
-                        and h.state ->> 'round' is null
-                        and h.state ->> 'after' is null
-                        and pg_catalog.pg_snapshot_xmin((h.state ->> 'cursor')::pg_snapshot)
-                        > pruned
-                    ) is true
-                ),
-                true
-            ),
-            coalesce(array_agg(split_part(h.bucket, ':', 1)), '{}'),
-            coalesce(array_agg(substr(h.bucket, strpos(h.bucket, ':') + 1)), '{}'),
-            coalesce(array_agg((h.state ->> 'cursor')::pg_snapshot), '{}')
-        into all_checkable, held_tables, held_keys, held_cursors
-        from jsonb_each(held) as h (bucket, state);
-    end if;
+    all_checkable := not any_refused and not changed_known and held_checkable
+        and held_list = allowed_buckets;
     if all_checkable then
         select
             coalesce(array_agg(c.table_name), '{}'),
