@@ -10,10 +10,10 @@
 -- A pull now hands the client a resolution token with its answer, and the client sends it back
 -- with its next pull (docs/sync-protocol.md, "Resolution tokens"). The token says: at snapshot
 -- S, this user (auth.uid()) could hold exactly these buckets, of which these through on-demand
--- subscriptions. It is `r1/<S>/<mac>`, the mac an HMAC-SHA256 of the user, S, the schema hash,
--- the buckets and the on-demand buckets under a key only the database knows
--- (sync_settings.resolution_key): a client can replay its own token, never make one up, and a
--- token says nothing about buckets other than the ones it names.
+-- subscriptions. It is `r1/<S>/<time of the full resolution>/<mac>`, the mac an HMAC-SHA256 of
+-- the user, S, that time, the schema hash, the buckets and the on-demand buckets under a key
+-- only the database knows (sync_settings.resolution_key): a client can replay its own token,
+-- never make one up, and a token says nothing about buckets other than the ones it names.
 --
 -- The next pull takes the short way when all of this holds:
 -- 1. No subscription is refused, and the on-demand buckets allowed now are the ones the token
