@@ -147,8 +147,6 @@ class RefPuller:
     #: every test that pulls through the reference client also takes the short way whenever
     #: the server finds the token still holds.
     resolution: str | None = None
-    #: Send the token back (False: every pull resolves the caller's buckets in full).
-    use_resolution: bool = True
 
     def __post_init__(self) -> None:
         schema = self.gateway.rpc("sync_schema")
@@ -163,7 +161,7 @@ class RefPuller:
         request = {"buckets": self.states, "subscriptions": self.subscriptions, "limit": limit}
         if self.version > 1:
             request["version"] = self.version
-        if self.use_resolution and self.resolution is not None:
+        if self.resolution is not None:
             request["resolution"] = self.resolution
         page: dict[str, Any] = self.gateway.rpc("sync_pull", {"request": request}, read_only=True)
         assert page.get("version", 1) == self.version, page.get("version")

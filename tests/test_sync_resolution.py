@@ -43,22 +43,33 @@ def _at_rest(world: SyncWorld, user: LocalUser) -> RefPuller:
     return puller
 
 
-def _pull_as(
-    world: SyncWorld, user: LocalUser, request: dict[str, Any]
+def _pull_on(
+    conn: psycopg.Connection[Any],
+    user: LocalUser,
+    request: dict[str, Any],
+    tables: tuple[str, ...] = MEMBERSHIP_TABLES,
 ) -> tuple[dict[str, Any], int]:
-    """``sync_pull(request)`` as ``user``, and how many scans of the membership tables (and
+    """``sync_pull(request)`` as ``user`` on ``conn``, and how many scans of ``tables`` (and
     their indexes) it made."""
-    with connect(world.url) as conn, acting_as(conn, "authenticated", str(user.id)):
+    with acting_as(conn, "authenticated", str(user.id)):
         row = conn.execute("select public.sync_pull(%s::jsonb)", (Jsonb(request),)).fetchone()
         scans = conn.execute(
             "select sum(pg_stat_get_xact_numscans(t)"
             " + (select coalesce(sum(pg_stat_get_xact_numscans(i.indexrelid)), 0)"
             "    from pg_catalog.pg_index as i where i.indrelid = t))"
             " from unnest(%s::regclass []) as t",
-            ([f"public.{table}" for table in MEMBERSHIP_TABLES],),
+            ([f"public.{table}" for table in tables],),
         ).fetchone()
     assert row is not None and scans is not None
     return dict(row[0]), int(scans[0])
+
+
+def _pull_as(
+    world: SyncWorld, user: LocalUser, request: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """``sync_pull(request)`` as ``user``, and how many scans of the membership tables it made."""
+    with connect(world.url) as conn:
+        return _pull_on(conn, user, request)
 
 
 def _request(puller: RefPuller, **changes: Any) -> dict[str, Any]:
@@ -249,18 +260,8 @@ def test_a_token_older_than_the_horizon_or_the_log_is_not_trusted(world: SyncWor
             "update private.sync_settings"
             " set change_log_pruned = pg_snapshot_xmax(pg_current_snapshot())"
         )
-        with acting_as(conn, "authenticated", str(student.id)):
-            page = conn.execute(
-                "select public.sync_pull(%s::jsonb)", (Jsonb(_request(puller)),)
-            ).fetchone()
-            scans_row = conn.execute(
-                "select pg_stat_get_xact_numscans('public.enrollments'::regclass)"
-                " + (select coalesce(sum(pg_stat_get_xact_numscans(i.indexrelid)), 0)"
-                "    from pg_catalog.pg_index as i"
-                "    where i.indrelid = 'public.enrollments'::regclass)"
-            ).fetchone()
-    assert page is not None and scans_row is not None
-    assert scans_row[0] > 0, "a token from before the log's horizon is not trusted"
+        _, scans = _pull_on(conn, student, _request(puller), ("enrollments",))
+    assert scans > 0, "a token from before the log's horizon is not trusted"
 
 
 def _member_entries(world: SyncWorld, user: LocalUser) -> int:

@@ -633,8 +633,7 @@ class SyncCache:
         with self._storage.transaction():
             self._record_server_time(response.server_time)
             self._storage.apply_page(request.buckets, response, now=self._now(), repairing=repair)
-            if response.resolution != self._storage.meta("resolution"):
-                self._storage.set_meta("resolution", response.resolution)
+            self._storage.set_meta("resolution", response.resolution)  # skips an equal value
         if response.has_more:
             self._storage.hold_checkpoints()
         else:
