@@ -4,6 +4,7 @@ the next request served by the same server connection."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Any
 import jwt
 import psycopg
 import pytest
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.conninfo import conninfo_to_dict
 
 from pysync.auth import LocalAuth
@@ -22,7 +23,7 @@ from pysync.client import Client
 from pysync.config import LOCAL_JWT_SECRET
 from pysync.gateway import Identity, PostgresGateway
 from pysync.localdb import LocalDatabase
-from pysync.localdb.pooler import Pooler
+from pysync.localdb.pooler import Pooler, PoolerServer
 from pysync.sync import SyncCache
 from tests.helpers import connect
 from tests.sync_world import SyncWorld
@@ -57,31 +58,44 @@ def _pooled(pooler: Pooler, url: str, **options: Any) -> psycopg.Connection[Any]
     return psycopg.connect(pooler.url(_dbname(url), "authenticator"), autocommit=True, **options)
 
 
-def _server_state(pooler: Pooler, url: str, pid: int) -> tuple[Any, ...]:
+def _server_state(pooler: Pooler, url: str, pid: int, timeout: float = 15.0) -> tuple[Any, ...]:
     """``SESSION_STATE`` of the pooler's server connection ``pid``, asked by plain clients.
 
     pgbouncer hands a new client whichever idle server connection it likes (one left over
-    from an earlier test, say), so one plain client may land elsewhere. Each client here
-    holds a transaction open, which pins its server connection, until one lands on ``pid``
-    (a transaction does not reset the session state asked for). The transactions end in the
-    order they began, so ``pid``'s goes back to the pool last and is the next one handed out
-    (pgbouncer reuses the most recently released); a client that left with its transaction
-    open would make pgbouncer drop that server connection instead."""
-    clients: list[psycopg.Connection[Any]] = []
-    try:
-        for _ in range(pooler.pool_size):
-            client = _pooled(pooler, url)
-            clients.append(client)
+    from an earlier request, say), so one plain client may land elsewhere. First wait, for a
+    bounded time, until the admin console reports ``pid`` idle: a server connection still
+    linked to a client is handed to no one, and a client queued for a server would wait
+    pgbouncer's ``query_wait_timeout`` (two minutes). Then each client holds a transaction
+    open, which pins its server connection (a transaction does not reset the session state
+    asked for), taking the idle ones until one lands on ``pid``: no more clients than there
+    were idle servers, so none of them ever queues. Every client rolls back and closes,
+    whatever happened to the others, so none is left to the garbage collector."""
+    dbname = _dbname(url)
+    deadline = time.monotonic() + timeout
+    while True:
+        servers = [s for s in pooler.servers(dbname) if s.user == "authenticator"]
+        if any(s.remote_pid == pid and s.state == "idle" for s in servers):
+            break
+        if time.monotonic() > deadline:
+            raise AssertionError(f"server connection {pid} never became idle: {servers}")
+        time.sleep(0.05)
+    idle = sum(1 for s in servers if s.state == "idle")
+    with contextlib.ExitStack() as stack:
+        for _ in range(idle):
+            client = stack.enter_context(_pooled(pooler, url))
             client.execute("begin")
+            stack.callback(_rollback_quietly, client)
             state = client.execute(SESSION_STATE).fetchone()
             if state is not None and state[0] == pid:
                 return tuple(state)
-    finally:
-        for client in clients:
-            client.execute("rollback")
-        for client in clients:
-            client.close()
-    raise AssertionError(f"no server connection of the pooler is {pid}")
+    raise AssertionError(f"no client of the pooler landed on {pid} among {servers}")
+
+
+def _rollback_quietly(client: psycopg.Connection[Any]) -> None:
+    """End ``client``'s transaction so its server connection goes back to the pool; one
+    that is already broken needs nothing (closing it releases its server)."""
+    with contextlib.suppress(psycopg.Error):
+        client.execute("rollback")
 
 
 def test_the_pooler_shares_server_connections_between_transactions(
@@ -182,12 +196,53 @@ def test_a_roles_isolation_and_timeout_stay_in_its_request(
                 assert (ctx["user"], ctx["isolation"], ctx["timeout"]) == (
                     role, "repeatable read", "4321ms"
                 )  # fmt: skip
+                assert _held(pooler, fresh_url) == []
             state = _server_state(pooler, fresh_url, ctx["pid"])
             assert state[1:3] == ("authenticator", "none")
             assert state[6:] == ("read committed", "8s")  # authenticator's own timeout
     finally:
         with local_db.admin_connect() as conn:
             conn.execute(sql.SQL("drop role {}").format(ident))
+
+
+def _held(pooler: Pooler, url: str) -> list[PoolerServer]:
+    """The pooler's server connections for ``url``'s database that a client holds."""
+    return [server for server in pooler.servers(_dbname(url)) if server.linked]
+
+
+def test_a_flush_after_the_sync_holds_a_server_connection(pooler: Pooler, fresh_url: str) -> None:
+    """Why a pooled gateway sends each request as one ``Query`` message, not a pipeline.
+
+    psycopg ends a pipeline with a Sync and, when the answer is not in yet, a Flush. Sent
+    after pgbouncer has passed on the Sync's ReadyForQuery (here: deliberately), the Flush
+    starts a transaction on a server connection that will never answer it, so that
+    connection stays linked to an idle client until the client's next message."""
+    with _pooled(pooler, fresh_url) as client:
+        libpq = client.pgconn
+        libpq.nonblocking = 0
+        libpq.enter_pipeline_mode()
+        libpq.send_query_params(b"select 1", None)
+        libpq.pipeline_sync()
+        statuses: list[int] = []
+        while not statuses or statuses[-1] != pq.ExecStatus.PIPELINE_SYNC:
+            result = libpq.get_result()
+            if result is not None:
+                statuses.append(result.status)
+        assert statuses == [pq.ExecStatus.TUPLES_OK, pq.ExecStatus.PIPELINE_SYNC]
+        assert _held(pooler, fresh_url) == []
+
+        libpq.send_flush_request()
+        libpq.flush()
+        deadline = time.monotonic() + 10
+        while not (held := _held(pooler, fresh_url)) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert [server.state for server in held] == ["active"]
+
+        libpq.pipeline_sync()  # its ReadyForQuery lets pgbouncer take the connection back
+        result = libpq.get_result()
+        assert result is not None and result.status == pq.ExecStatus.PIPELINE_SYNC
+        libpq.exit_pipeline_mode()
+        assert _held(pooler, fresh_url) == []
 
 
 def test_concurrent_requests_of_many_users_through_the_pooler(

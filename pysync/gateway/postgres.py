@@ -10,7 +10,8 @@ the statement. Row level security, grants, role timeouts, ``auth.uid()`` and
 The settings statement, the pre-request call and the statement go to the server in one
 pipeline and run as one implicit transaction (everything before the pipeline's Sync), which
 commits or rolls back as a whole like PostgREST's ``BEGIN … COMMIT`` but costs one round trip
-instead of three.
+instead of three. Through a transaction-mode pooler (``pooled=True``) they go instead as one
+simple-protocol ``Query`` message, for the reason given in :meth:`PostgresGateway._execute_pooled`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from functools import lru_cache
 from typing import Any, Literal, overload
 
 import psycopg
-from psycopg import IsolationLevel, sql
+from psycopg import ClientCursor, IsolationLevel, sql
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from pysync.errors import first_line
@@ -65,6 +67,8 @@ class _Shared:
 
     pool: ConnectionPool[Any]
     owns_pool: bool
+    #: Whether ``pool`` connects through a transaction-mode pooler.
+    pooled: bool
     jwt_secret: str
     jwks: JwksKeys | None
     schemas: tuple[str, ...]
@@ -161,12 +165,14 @@ class PostgresGateway:
         anon_role: str = "anon",
         jwt_audience: str | None = None,
         jwks: JwksKeys | None = None,
+        pooled: bool = False,
     ) -> None:
         if not schemas:
             raise ValueError("expose at least one schema")
         self._shared = _Shared(
             pool=pool,
             owns_pool=False,
+            pooled=pooled,
             jwt_secret=jwt_secret,
             jwks=jwks,
             schemas=tuple(schemas),
@@ -199,10 +205,12 @@ class PostgresGateway:
         ``pooled=True`` is for a URL of a transaction-mode pooler (pgbouncer, Supavisor's
         port 6543): psycopg's automatic server-side prepared statements are turned off
         (``prepare_threshold=None``), because the next transaction may run on a server
-        connection that never saw the ``Parse``. Nothing else changes: every request's
-        settings are transaction-local (``set_config(…, true)``) and the settings, the
-        pre-request call and the statement form one transaction, so no state crosses from one
-        request to the next on a shared server connection.
+        connection that never saw the ``Parse``, and each request goes as one ``Query``
+        message instead of a pipeline (:meth:`_execute_pooled` says why). Nothing else
+        changes: every request's settings are transaction-local (``set_config(…, true)``) and
+        the settings, the pre-request call and the statement form one transaction, so no state
+        crosses from one request to the next on a shared server connection. A gateway built on
+        a pool of your own takes ``pooled`` too.
         """
         connection_options: dict[str, Any] = {"autocommit": True}
         if pooled:
@@ -216,7 +224,7 @@ class PostgresGateway:
             open=True,
             name="pysync-gateway",
         )
-        gateway = cls(pool, jwt_secret=jwt_secret, **options)
+        gateway = cls(pool, jwt_secret=jwt_secret, pooled=pooled, **options)
         gateway._shared.owns_pool = True
         return gateway
 
@@ -377,6 +385,10 @@ class PostgresGateway:
         """
         level = _ISOLATION.get(isolation or "")
         explicit = level is not None and level is not IsolationLevel.READ_COMMITTED
+        if self._shared.pooled:
+            return self._execute_pooled(
+                conn, level if explicit else None, set_config, values, statement, params
+            )
         if explicit:
             conn.isolation_level = level
         try:
@@ -389,6 +401,53 @@ class PostgresGateway:
         finally:
             if explicit:
                 conn.isolation_level = None
+        return tuple(row) if row else None
+
+    def _execute_pooled(
+        self,
+        conn: psycopg.Connection[Any],
+        level: IsolationLevel | None,
+        set_config: str,
+        values: Sequence[str],
+        statement: str,
+        params: Sequence[Any],
+    ) -> tuple[Any, ...] | None:
+        """:meth:`_execute` through a transaction-mode pooler: the whole request as one
+        simple-protocol ``Query`` message, parameters bound by psycopg's client-side cursor.
+
+        psycopg ends a pipeline with a Sync and then, when the answer has not arrived yet, a
+        Flush. pgbouncer (1.18) hands the server connection back to its pool as soon as the
+        Sync's ReadyForQuery passes; a Flush that reaches it after that starts a new
+        transaction on some server connection, which answers a Flush with nothing, so it stays
+        linked to the idle client until that client's next request. On a loaded machine that
+        happens to a few requests in a hundred, and once every server connection of the pool
+        is held that way, other clients queue until ``query_wait_timeout``. A ``Query``
+        message gets exactly one ReadyForQuery and nothing follows it. Its statements form one
+        implicit transaction, as the pipeline's do; a pooler allows no prepared statements, so
+        binding on the client costs nothing a pooled gateway had.
+
+        With an isolation level the transaction is explicit (``BEGIN ISOLATION LEVEL …`` …
+        ``COMMIT``); if it fails, the rollback that follows frees the server connection.
+        """
+        statements = [set_config]
+        if self._shared.pre_request is not None:
+            statements.append(self._shared.pre_request)
+        if level is not None:
+            statements.insert(0, f"begin isolation level {level.name.replace('_', ' ').lower()}")
+        position = len(statements)
+        statements.append(statement)
+        if level is not None:
+            statements.append("commit")
+        cursor = ClientCursor(conn)
+        try:
+            cursor.execute(";\n".join(statements), [*values, *params])
+        except psycopg.Error:
+            if conn.pgconn.transaction_status == TransactionStatus.INERROR:
+                conn.rollback()
+            raise
+        for _ in range(position):
+            cursor.nextset()
+        row = cursor.fetchone() if cursor.description else None
         return tuple(row) if row else None
 
     # -- the Gateway interface ------------------------------------------------------------

@@ -23,13 +23,16 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from pysync.errors import LocalDatabaseError
 from pysync.localdb.cluster import LOCAL_PASSWORD, _free_port
 
-__all__ = ["Pooler", "pgbouncer_path"]
+__all__ = ["Pooler", "PoolerServer", "pgbouncer_path"]
 
 #: Startup parameters psycopg or other drivers may send that pgbouncer cannot pass on in
 #: transaction mode; ignoring them is what Supabase's pooler does too.
@@ -46,6 +49,21 @@ def pgbouncer_path() -> str | None:
 
 def _quote(value: str) -> str:
     return '"' + value.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class PoolerServer:
+    """One server connection as pgbouncer's ``SHOW SERVERS`` reports it.
+
+    ``state`` is ``active`` while linked to a client (in a transaction, in transaction
+    mode), ``idle`` when it can be handed out, ``used``/``tested``/``new`` in between;
+    ``remote_pid`` is the backend's ``pg_backend_pid()``."""
+
+    user: str
+    database: str
+    state: str
+    remote_pid: int
+    linked: bool
 
 
 class Pooler:
@@ -203,6 +221,31 @@ class Pooler:
         if self.port is None:
             raise LocalDatabaseError("the pooler is not running")
         return f"postgresql://{user}:{LOCAL_PASSWORD}@127.0.0.1:{self.port}/{dbname}"
+
+    def servers(self, dbname: str | None = None) -> list[PoolerServer]:
+        """The server connections pgbouncer holds (for ``dbname`` only, if given), read from
+        its admin console as ``supabase_admin``.
+
+        The console speaks only the simple query protocol, hence the client-side cursor."""
+        with psycopg.connect(
+            self.url("pgbouncer", "supabase_admin"),
+            autocommit=True,
+            cursor_factory=psycopg.ClientCursor,
+        ) as console:
+            cursor = console.execute("SHOW SERVERS")
+            names = [column.name for column in cursor.description or ()]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return [
+            PoolerServer(
+                user=str(row["user"]),
+                database=str(row["database"]),
+                state=str(row["state"]),
+                remote_pid=int(row["remote_pid"]),
+                linked=bool(row["link"]),
+            )
+            for row in rows
+            if dbname is None or row["database"] == dbname
+        ]
 
     def __enter__(self) -> Pooler:
         self.start()
