@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 from pysync.auth import LocalAuth
 from pysync.client import Client
 from pysync.config import LOCAL_JWT_SECRET
-from pysync.gateway import Identity, PostgresGateway
+from pysync.gateway import GatewayError, Identity, PostgresGateway
 from pysync.localdb import LocalDatabase
 from pysync.localdb.pooler import Pooler, PoolerServer
 from pysync.sync import SyncCache
@@ -39,6 +39,15 @@ create function public.whoami() returns jsonb language sql stable as $$
     'timeout', current_setting('statement_timeout'))
 $$;
 grant execute on function public.whoami() to anon, authenticated, service_role;
+"""
+
+FAIL_NOW = """
+create function public.fail_now() returns void language plpgsql as $$
+begin
+  raise exception 'no such thing';
+end
+$$;
+grant execute on function public.fail_now() to anon;
 """
 
 #: What an idle server connection of the pooler carries when asked directly.
@@ -173,6 +182,7 @@ def test_a_roles_isolation_and_timeout_stay_in_its_request(
     and the server connection is plain again afterwards."""
     with connect(fresh_url) as conn:
         conn.execute(WHOAMI)
+        conn.execute(FAIL_NOW)
     role = f"pooled_role_{uuid.uuid4().hex[:8]}"
     ident = sql.Identifier(role)
     with local_db.admin_connect() as conn:
@@ -197,6 +207,13 @@ def test_a_roles_isolation_and_timeout_stay_in_its_request(
                     role, "repeatable read", "4321ms"
                 )  # fmt: skip
                 assert _held(pooler, fresh_url) == []
+            # A request that fails inside its explicit transaction is rolled back, and its
+            # server connection goes back to the pool with it.
+            with pytest.raises(GatewayError, match="no such thing"):
+                gateway.as_identity(Identity.from_jwt(token)).rpc("fail_now")
+            assert _held(pooler, fresh_url) == []
+            ctx = gateway.as_identity(Identity.from_jwt(token)).rpc("whoami")
+            assert ctx["isolation"] == "repeatable read"
             state = _server_state(pooler, fresh_url, ctx["pid"])
             assert state[1:3] == ("authenticator", "none")
             assert state[6:] == ("read committed", "8s")  # authenticator's own timeout
