@@ -440,7 +440,8 @@ class PostgresGateway:
             statements.append("commit")
         cursor = ClientCursor(conn)
         try:
-            cursor.execute(";\n".join(statements), [*values, *params])
+            # Each ``;`` on a line of its own: a statement ending in a line comment keeps it.
+            cursor.execute("\n;\n".join(statements), [*values, *params])
         except psycopg.Error:
             if conn.pgconn.transaction_status == TransactionStatus.INERROR:
                 conn.rollback()
