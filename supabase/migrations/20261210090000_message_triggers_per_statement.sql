@@ -44,6 +44,14 @@ begin
         c.id = latest.conversation_id
         and (c.last_message_at is null or c.last_message_at < latest.created_at);
 
+    -- Materialized, so the name is looked up once per sender, not once per notification.
+    with sender as materialized (
+        select
+            distinct_sender.sender_id,
+            private.display_name(distinct_sender.sender_id) as display_name
+        from (select distinct n.sender_id from changed_new as n) as distinct_sender
+    )
+
     insert into public.notifications (recipient_id, type, title, body, data)
     select
         p.user_id,
@@ -63,12 +71,7 @@ begin
             'sender_id', m.sender_id
         )
     from changed_new as m
-    inner join (
-        select
-            distinct_sender.sender_id,
-            private.display_name(distinct_sender.sender_id) as display_name
-        from (select distinct n.sender_id from changed_new as n) as distinct_sender
-    ) as s on m.sender_id = s.sender_id
+    inner join sender as s on m.sender_id = s.sender_id
     inner join public.conversations as c on m.conversation_id = c.id
     left join public.courses as co on c.course_id = co.id
     inner join public.conversation_participants as p
