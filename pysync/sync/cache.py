@@ -443,7 +443,23 @@ class SyncCache:
         return Pushed(more=pending > 0)
 
     def _settle(self, batch: Sequence[OutboxOp], response: PushResponse) -> None:
-        """Apply a push's results in one transaction; callbacks run after it commits."""
+        """Apply a push's results in one transaction; callbacks run after it commits.
+
+        When every op was applied (nearly always) the ops leave the outbox and their rows
+        take their versions in bulk: no op can have followed a rejected one to the dead
+        letters, so there is nothing to check op by op (``parse_push`` has already matched the
+        results to the ops sent)."""
+        if all(result.status == "applied" for result in response.results):
+            with self._storage.transaction():
+                self._storage.remove_ops([op.op_id for op in batch])
+                self._storage.set_row_versions(
+                    [
+                        (op.table, op.row_id, int(result.version))
+                        for op, result in zip(batch, response.results, strict=True)
+                        if op.kind != "delete" and result.version is not None
+                    ]
+                )
+            return
         rejected: list[DeadLetter] = []
         conflicts: list[tuple[ConflictContext, dict[str, Any] | None]] = []
         with self._storage.transaction():

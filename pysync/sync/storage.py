@@ -482,6 +482,22 @@ class Storage:
         if changed:
             self._touched(table)
 
+    def set_row_versions(self, versions: Sequence[tuple[str, str, int]]) -> None:
+        """:meth:`set_row_version` for many (table, row id, version) at once: one
+        ``executemany`` per table, for a push whose ops were all applied."""
+        by_table: dict[str, list[tuple[int, str, int]]] = {}
+        for table, row_id, version in versions:
+            by_table.setdefault(table, []).append((version, str(row_id), version))
+        with self.lock:
+            for table, rows in by_table.items():
+                changed = self._conn.executemany(
+                    f"UPDATE {quote(table)} SET version = ? "  # noqa: S608
+                    "WHERE id = ? AND (version IS NULL OR version < ?)",
+                    rows,
+                ).rowcount
+                if changed:
+                    self._touched(table)
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         """Run an application query on the local tables (JSON columns come back as text)."""
         return self._all(sql, params)
@@ -593,13 +609,11 @@ class Storage:
         the same row (the server applies the array in order). The choice is made on the
         queue's keys alone; only the chosen ops are read whole (a long queue is not decoded
         again for every batch)."""
-        queue = [
-            (r["op_id"], r["tx_id"], r["tbl"], r["row_id"])
-            for r in self._all(
+        with self.lock:
+            queue: list[tuple[int, str, str, str]] = self._conn.execute(
                 "SELECT op_id, tx_id, tbl, row_id FROM _sync_outbox"  # noqa: S608
                 f" ORDER BY {_PRIORITY_ORDER}, op_id"
-            )
-        ]
+            ).fetchall()
         in_order = sorted(queue)
         groups: dict[str, list[int]] = {}
         for op_id, tx_id, _table, _row in in_order:
@@ -641,6 +655,12 @@ class Storage:
 
     def remove_op(self, op_id: int) -> None:
         self._run("DELETE FROM _sync_outbox WHERE op_id = ?", (op_id,))
+
+    def remove_ops(self, op_ids: Sequence[int]) -> None:
+        with self.lock:
+            self._conn.executemany(
+                "DELETE FROM _sync_outbox WHERE op_id = ?", [(op_id,) for op_id in op_ids]
+            )
 
     def set_base_version(self, op_id: int, base_version: int | None) -> None:
         self._run("UPDATE _sync_outbox SET base_version = ? WHERE op_id = ?", (base_version, op_id))
