@@ -149,6 +149,17 @@ BULK_WAL_PAGES = 16384
 
 _PRIORITY_ORDER = "CASE priority WHEN 'critical' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END"
 
+#: The outbox's indexes, so choosing a batch reads about as many ops as it sends, whatever
+#: the queue's length: the queue in push order, a transaction's ops, a row's ops.
+_OUTBOX_INDEXES = {
+    "_sync_outbox_push_order": f"({_PRIORITY_ORDER}, op_id)",
+    "_sync_outbox_tx": "(tx_id, op_id)",
+    "_sync_outbox_row": "(tbl, row_id, op_id)",
+}
+
+#: Rows of the queue read at a time while choosing a batch.
+_QUEUE_CHUNK = 256
+
 
 def _connect(path: str, key: str | None) -> sqlite3.Connection:
     if key is None:
@@ -336,6 +347,8 @@ class Storage:
                 self._run(
                     f"ALTER TABLE {quote(table)} ADD COLUMN {quote(column.name)} {column.decl}"
                 )
+            for name, columns in _OUTBOX_INDEXES.items():
+                self._run(f"CREATE INDEX IF NOT EXISTS {quote(name)} ON _sync_outbox {columns}")
             self._set_meta("local_schema_version", str(LOCAL_SCHEMA_VERSION))
 
     def meta(self, key: str) -> str | None:
@@ -606,42 +619,60 @@ class Storage:
         """The next ops to push: by priority (critical, normal, background), then in order.
 
         A client transaction is never split, and an op is never sent before an earlier op on
-        the same row (the server applies the array in order). The choice is made on the
-        queue's keys alone; only the chosen ops are read whole (a long queue is not decoded
-        again for every batch)."""
-        with self.lock:
-            queue: list[tuple[int, str, str, str]] = self._conn.execute(
-                "SELECT op_id, tx_id, tbl, row_id FROM _sync_outbox"  # noqa: S608
-                f" ORDER BY {_PRIORITY_ORDER}, op_id"
-            ).fetchall()
-        in_order = sorted(queue)
-        groups: dict[str, list[int]] = {}
-        for op_id, tx_id, _table, _row in in_order:
-            groups.setdefault(tx_id, []).append(op_id)
-        earlier: dict[int, list[int]] = {}
-        by_row: dict[tuple[str, str], list[int]] = {}
-        for op_id, _tx, table, row_id in in_order:
-            ids = by_row.setdefault((table, row_id), [])
-            earlier[op_id] = list(ids)
-            ids.append(op_id)
+        the same row (the server applies the array in order). The queue is read in push order
+        a chunk at a time, and each transaction met is taken whole unless an earlier op on
+        one of its rows is still queued outside it and the batch (it waits in a later
+        priority); a pass that reaches the end of the queue with room left starts again, for
+        the transactions that waited. Only the ops' keys are read, by index, until the chosen
+        ops are decoded: the cost follows the batch, not the queue's length.
+
+        Checking only each op's nearest earlier op on its row is enough: an op is taken only
+        when every earlier op on its rows is taken or comes with it, so a taken nearest op
+        vouches for all before it, and one in the same transaction is checked in turn."""
         chosen: list[int] = []
         taken: set[int] = set()
-        progress = True
-        while progress and len(chosen) < limit:
-            progress = False
-            for op_id, tx_id, _table, _row in queue:
-                if op_id in taken:
-                    continue
-                group = groups[tx_id]
-                members = set(group)
-                if any(e not in taken and e not in members for o in group for e in earlier[o]):
-                    continue  # an earlier op on one of its rows waits in a later priority
-                if chosen and len(chosen) + len(group) > limit:
-                    return self._ops(chosen)
-                chosen.extend(group)
-                taken.update(members)
-                progress = True
+        with self.lock:
+            progress = True
+            while progress and len(chosen) < limit:
+                progress = False
+                cursor = self._conn.execute(
+                    "SELECT op_id, tx_id FROM _sync_outbox"  # noqa: S608
+                    f" ORDER BY {_PRIORITY_ORDER}, op_id"
+                )
+                while rows := cursor.fetchmany(_QUEUE_CHUNK):
+                    for op_id, tx_id in rows:
+                        if op_id in taken:
+                            continue
+                        group = self._conn.execute(
+                            "SELECT op_id, tbl, row_id FROM _sync_outbox"
+                            " WHERE tx_id = ? ORDER BY op_id",
+                            (tx_id,),
+                        ).fetchall()
+                        members = {member[0] for member in group}
+                        if self._waits(group, members, taken):
+                            continue
+                        if chosen and len(chosen) + len(group) > limit:
+                            return self._ops(chosen)
+                        chosen.extend(member[0] for member in group)
+                        taken.update(members)
+                        progress = True
+                        if len(chosen) >= limit:
+                            return self._ops(chosen)
         return self._ops(chosen)
+
+    def _waits(
+        self, group: Sequence[tuple[int, str, str]], members: set[int], taken: set[int]
+    ) -> bool:
+        """Whether an op of ``group`` has an earlier op on its row that is neither taken nor
+        in ``group`` (the caller holds the lock)."""
+        for op_id, table, row_id in group:
+            (nearest,) = self._conn.execute(
+                "SELECT max(op_id) FROM _sync_outbox WHERE tbl = ? AND row_id = ? AND op_id < ?",
+                (table, row_id, op_id),
+            ).fetchone()
+            if nearest is not None and nearest not in taken and nearest not in members:
+                return True
+        return False
 
     def _ops(self, op_ids: Sequence[int]) -> list[OutboxOp]:
         """These pending ops, decoded, in the order given."""
