@@ -629,17 +629,26 @@ class Storage:
         Checking only each op's nearest earlier op on its row is enough: an op is taken only
         when every earlier op on its rows is taken or comes with it, so a taken nearest op
         vouches for all before it, and one in the same transaction is checked in turn."""
+        with self.lock:
+            chosen = self._choose(limit)
+        return self._ops(chosen)
+
+    def _choose(self, limit: int) -> list[int]:
+        """The op ids of :meth:`push_batch`, in the order to send (the caller holds the lock).
+        Each pass's read of the queue is closed when the choice is made, so no statement is
+        left open on the connection."""
         chosen: list[int] = []
         taken: set[int] = set()
-        with self.lock:
-            progress = True
-            while progress and len(chosen) < limit:
-                progress = False
-                cursor = self._conn.execute(
+        progress = True
+        while progress and len(chosen) < limit:
+            progress = False
+            with contextlib.closing(
+                self._conn.execute(
                     "SELECT op_id, tx_id FROM _sync_outbox"  # noqa: S608
                     f" ORDER BY {_PRIORITY_ORDER}, op_id"
                 )
-                while rows := cursor.fetchmany(_QUEUE_CHUNK):
+            ) as queue:
+                while rows := queue.fetchmany(_QUEUE_CHUNK):
                     for op_id, tx_id in rows:
                         if op_id in taken:
                             continue
@@ -652,13 +661,13 @@ class Storage:
                         if self._waits(group, members, taken):
                             continue
                         if chosen and len(chosen) + len(group) > limit:
-                            return self._ops(chosen)
+                            return chosen
                         chosen.extend(member[0] for member in group)
                         taken.update(members)
                         progress = True
                         if len(chosen) >= limit:
-                            return self._ops(chosen)
-        return self._ops(chosen)
+                            return chosen
+        return chosen
 
     def _waits(
         self, group: Sequence[tuple[int, str, str]], members: set[int], taken: set[int]
