@@ -429,11 +429,12 @@ class PostgresGateway:
         With an isolation level the transaction is explicit (``BEGIN ISOLATION LEVEL …`` …
         ``COMMIT``); if it fails, the rollback that follows frees the server connection.
         """
-        statements = [set_config]
+        statements = []
+        if level is not None:
+            statements.append(f"begin isolation level {level.name.replace('_', ' ').lower()}")
+        statements.append(set_config)
         if self._shared.pre_request is not None:
             statements.append(self._shared.pre_request)
-        if level is not None:
-            statements.insert(0, f"begin isolation level {level.name.replace('_', ' ').lower()}")
         position = len(statements)
         statements.append(statement)
         if level is not None:

@@ -487,13 +487,7 @@ class Storage:
     def set_row_version(self, table: str, row_id: str, version: int) -> None:
         """Record the server version an applied op gave the row (never lower it: a pull may
         already have brought a later one)."""
-        changed = self._run(
-            f"UPDATE {quote(table)} SET version = ? "  # noqa: S608
-            "WHERE id = ? AND (version IS NULL OR version < ?)",
-            (version, str(row_id), version),
-        )
-        if changed:
-            self._touched(table)
+        self.set_row_versions([(table, row_id, version)])
 
     def set_row_versions(self, versions: Sequence[tuple[str, str, int]]) -> None:
         """:meth:`set_row_version` for many (table, row id, version) at once: one
@@ -694,7 +688,7 @@ class Storage:
         return [found[op_id] for op_id in op_ids]
 
     def remove_op(self, op_id: int) -> None:
-        self._run("DELETE FROM _sync_outbox WHERE op_id = ?", (op_id,))
+        self.remove_ops([op_id])
 
     def remove_ops(self, op_ids: Sequence[int]) -> None:
         with self.lock:
