@@ -63,6 +63,11 @@ ConflictCallback = Callable[[ConflictContext, "dict[str, Any] | None"], None]
 #: measuring it over a network.
 CLOCK_OFFSET_STEP = 0.01
 
+#: How far the end of a sync run may move before it is written to the file again: a run that
+#: found nothing changed writes nothing else (see ``Storage.keep_unchanged``), and the status's
+#: ``last_synced_at`` comes from memory while the cache is open.
+SYNCED_AT_STEP = 1.0
+
 
 @dataclass
 class Watch:
@@ -141,6 +146,8 @@ class SyncCache:
         self._sync_lock = threading.RLock()
         self._connected = False
         self._last_error: str | None = None
+        # When the last sync run ended, exactly; the file has it to SYNCED_AT_STEP.
+        self._synced_at: float | None = None
         self.retry_in: float | None = None
         self._push_rounds = 0
         self._closed = False
@@ -233,6 +240,10 @@ class SyncCache:
             self._prefetched = None
             if self._fetcher is not None:
                 self._fetcher.shutdown(wait=True)
+            if self._synced_at is not None:
+                self._storage.set_meta(
+                    "last_synced_at", datetime.fromtimestamp(self._synced_at, UTC).isoformat()
+                )
             self._storage.close()
             if self._lock_file is not None:
                 self._lock_file.close()
@@ -388,11 +399,16 @@ class SyncCache:
 
     def _finished(self) -> None:
         self._last_error = None
-        with self._storage.transaction():
-            self._storage.set_meta(
-                "last_synced_at", datetime.fromtimestamp(self._now(), UTC).isoformat()
-            )
-            self._storage.set_meta("last_error", None)
+        self._synced_at = self._now()
+        stored = self._storage.meta("last_synced_at")
+        if stored is None or (
+            self._synced_at - datetime.fromisoformat(stored).timestamp() >= SYNCED_AT_STEP
+        ):
+            with self._storage.transaction():
+                self._storage.set_meta(
+                    "last_synced_at", datetime.fromtimestamp(self._synced_at, UTC).isoformat()
+                )
+                self._storage.set_meta("last_error", None)
         self._evict()
         if self._files is not None:
             self._files.after_sync()
@@ -630,7 +646,7 @@ class SyncCache:
             buckets=states,
             subscriptions=self._storage.live_subscriptions(now),
             limit=self.page_limit,
-            resolution=self._storage.meta("resolution"),
+            resolution=self._storage.resolution(),
         )
 
     def _pull_page(self, repair: frozenset[str]) -> Event:
@@ -645,11 +661,15 @@ class SyncCache:
             # Fetch the next page while this one is written to SQLite: the next request
             # follows from this response alone (the states the page will store).
             self._prefetch(_next_request(request, response))
-        # One SQLite commit for the page and the clock offset it brings.
-        with self._storage.transaction():
+        now = self._now()
+        if repair or not self._storage.keep_unchanged(response, now=now):
+            # One SQLite commit for the page and the clock offset it brings.
+            with self._storage.transaction():
+                self._record_server_time(response.server_time)
+                self._storage.apply_page(request.buckets, response, now=now, repairing=repair)
+                self._storage.set_meta("resolution", response.resolution)  # skips an equal value
+        else:
             self._record_server_time(response.server_time)
-            self._storage.apply_page(request.buckets, response, now=self._now(), repairing=repair)
-            self._storage.set_meta("resolution", response.resolution)  # skips an equal value
         if response.has_more:
             self._storage.hold_checkpoints()
         else:
@@ -751,6 +771,8 @@ class SyncCache:
     def status(self) -> SyncStatus:
         pending, oldest = self._storage.pending_count()
         last = self._storage.meta("last_synced_at")
+        if self._synced_at is not None:
+            last = datetime.fromtimestamp(self._synced_at, UTC).isoformat()
         streams: dict[str, StreamProgress] = {}
         rows_by_stream = self._storage.row_counts_by_bucket_stream()
         for record in self._storage.buckets().values():

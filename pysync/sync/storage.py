@@ -56,6 +56,7 @@ from pysync.sync.wire import (
 __all__ = [
     "BucketRecord",
     "DeadLetter",
+    "KeptPull",
     "OutboxOp",
     "Storage",
     "bucket_checksum",
@@ -160,6 +161,19 @@ _OUTBOX_INDEXES = {
 #: Rows of the queue read at a time while choosing a batch.
 _QUEUE_CHUNK = 256
 
+#: How long a pull in which nothing changed may keep its new cursors (and resolution token) in
+#: memory before one is written to the file (see :meth:`Storage.keep_unchanged`).
+KEEP_UNCHANGED_SECONDS = 5.0
+
+
+class KeptPull(NamedTuple):
+    """A pull in which nothing changed, kept in memory: the snapshot its unchanged buckets
+    moved to, which buckets, and the token it brought."""
+
+    snapshot: str
+    buckets: tuple[str, ...]
+    resolution: str | None
+
 
 def _connect(path: str, key: str | None) -> sqlite3.Connection:
     if key is None:
@@ -206,6 +220,10 @@ class Storage:
         # hash and a sync's end wrote its outcome, a statement each, on every run. Every meta
         # write goes through _set_meta, which skips a value the row already holds.
         self._meta_rows: dict[str, str | None] | None = None
+        # The last pull in which nothing changed, when it was not written (keep_unchanged),
+        # and when a pull's unchanged cursors were last written.
+        self._kept: KeptPull | None = None
+        self._cursors_written_at = float("-inf")
         self._checkpoints_held = False
 
     # -- opening ---------------------------------------------------------------------------
@@ -224,8 +242,11 @@ class Storage:
 
     def close(self) -> None:
         with self.lock:
-            self.release_checkpoints()
-            self._conn.close()
+            try:
+                self.write_kept()
+                self.release_checkpoints()
+            finally:
+                self._conn.close()
 
     def hold_checkpoints(self) -> None:
         """Let the WAL grow to :data:`BULK_WAL_PAGES` pages before SQLite checkpoints it, while
@@ -288,6 +309,7 @@ class Storage:
                 self._depth = 0
                 self._changed.clear()
                 self._bucket_records = None
+                self._kept = None
                 self._meta_rows = None
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
@@ -841,8 +863,64 @@ class Storage:
         )
 
     def _buckets_written(self) -> None:
-        """Drop the copy of the bucket records after a write to ``_sync_buckets``."""
+        """Drop the copy of the bucket records after a write to ``_sync_buckets``, and with
+        it a kept pull: the file's states are older but valid, and writing the kept cursors
+        later could overwrite what this write stores."""
         self._bucket_records = None
+        self._kept = None
+
+    def keep_unchanged(self, page: PullResponse, *, now: float) -> bool:
+        """Keep a page in which nothing changed in memory instead of writing it; ``False``
+        when it must be written (:meth:`apply_page`).
+
+        Such a page moves every bucket's cursor to its snapshot and brings a new resolution
+        token, and nothing else: writing that cost a transaction on every pull, most of the
+        client's share of a pull that found nothing. The cursors the file holds instead are
+        older but just as valid, since nothing changed in those buckets between the two
+        snapshots (a bucket is unchanged only if the server saw no change since the cursor
+        sent), and the older token holds or is refused, never wrong: after a crash the next
+        pull asks from a little further back and gets the same answer. So the copy of the
+        bucket records takes the new cursors, the next request sends them, and they reach the
+        file with the next page that changes something, at most :data:`KEEP_UNCHANGED_SECONDS`
+        later, or when the cache closes (:meth:`write_kept`).
+
+        Only a page that is exactly that qualifies: no bucket served or removed, no page to
+        follow, and every bucket it names held with a plain cursor (not mid-round)."""
+        with self.lock:
+            records = self._bucket_records
+            if (
+                self._depth
+                or records is None
+                or page.buckets
+                or page.removed_buckets
+                or page.has_more
+                or now - self._cursors_written_at >= KEEP_UNCHANGED_SECONDS
+            ):
+                return False
+            for bucket in page.unchanged:
+                record = records.get(bucket)
+                state = record.state if record is not None else None
+                if state is None or state.round is not None or state.after is not None:
+                    return False
+            self._mark_unchanged(page.unchanged, page.snapshot)
+            self._kept = KeptPull(page.snapshot, tuple(page.unchanged), page.resolution)
+            return True
+
+    def resolution(self) -> str | None:
+        """The resolution token to send: a kept pull's, or the file's."""
+        kept = self._kept
+        return kept.resolution if kept is not None else self.meta("resolution")
+
+    def write_kept(self) -> None:
+        """Write a kept pull's cursors and token, as :meth:`apply_page` would have."""
+        with self.lock:
+            kept = self._kept
+            if kept is None:
+                return
+            with self.transaction():
+                self._write_unchanged(kept.buckets, kept.snapshot)
+                self._set_meta("resolution", kept.resolution)
+            self._kept = None
 
     def set_bucket_state(self, bucket: str, state: BucketState) -> None:
         self._buckets_written()
@@ -905,6 +983,10 @@ class Storage:
         rows are cleared first as for a ``reset``."""
         stamp = time.time() if now is None else now
         with self.transaction():
+            # A kept pull's cursors first: the page's own writes then supersede them.
+            kept, self._kept = self._kept, None
+            if kept is not None:
+                self._write_unchanged(kept.buckets, kept.snapshot)
             known = set(self.buckets())
             for bucket in page.removed_buckets:
                 self.forget_bucket(bucket)
@@ -964,15 +1046,19 @@ class Storage:
                             stamp,
                         ),
                     )
-            # One statement per 500 unchanged buckets, not one per bucket: half the time.
-            for start in range(0, len(page.unchanged), 500):
-                chunk = page.unchanged[start : start + 500]
-                self._run(
-                    "UPDATE _sync_buckets SET cursor = ?, round = NULL, after = NULL "  # noqa: S608
-                    f"WHERE bucket IN ({', '.join('?' for _ in chunk)})",
-                    (page.snapshot, *chunk),
-                )
+            self._write_unchanged(page.unchanged, page.snapshot)
             self._mark_unchanged(page.unchanged, page.snapshot)
+            self._cursors_written_at = stamp
+
+    def _write_unchanged(self, buckets: Sequence[str], snapshot: str) -> None:
+        # One statement per 500 unchanged buckets, not one per bucket: half the time.
+        for start in range(0, len(buckets), 500):
+            chunk = buckets[start : start + 500]
+            self._run(
+                "UPDATE _sync_buckets SET cursor = ?, round = NULL, after = NULL "  # noqa: S608
+                f"WHERE bucket IN ({', '.join('?' for _ in chunk)})",
+                (snapshot, *chunk),
+            )
 
     def _upsert_rows(self, spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> None:
         """Server rows without pending local writes, as :meth:`_apply_row` would apply them one

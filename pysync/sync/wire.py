@@ -161,6 +161,8 @@ class BucketState:
     def to_json(self) -> dict[str, Any]:
         # Only what is set: a state is nearly always a bare cursor, and a pull sends one for
         # every bucket held.
+        if self.round is None and self.after is None:
+            return {} if self.cursor is None else {"cursor": self.cursor}
         state = {"cursor": self.cursor, "round": self.round, "after": self.after}
         return {key: value for key, value in state.items() if value is not None}
 
