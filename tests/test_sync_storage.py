@@ -96,8 +96,28 @@ def test_version_2_page_without_columns_or_with_short_rows_is_refused() -> None:
     short = {**served, "buckets": [{**served["buckets"][0], "rows": [[A, CONV]]}]}
     with pytest.raises(SyncError, match="not 10 values"):
         parse_pull(short)
-    with pytest.raises(SyncError, match="wire version 4"):
-        parse_pull({**served, "version": 4})
+    with pytest.raises(SyncError, match="wire version 5"):
+        parse_pull({**served, "version": 5})
+
+
+def test_version_4_entry_without_streams_keeps_the_held_ones() -> None:
+    """A version 4 entry whose ``streams`` is null is held through the streams it was held
+    through; an entry for a bucket not held must name them."""
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi")], streams=["my_messages", "pinned"])))
+    later = {**columnar(page(bucket("messages", CONV, [msg(B, "yo")]))), "version": 4}
+    later["buckets"][0]["streams"] = None
+    s.apply_page({BUCKET: BucketState("1240:1244:1241")}, parse_pull(later))
+    assert s.buckets()[BUCKET].streams == ("my_messages", "pinned")
+    assert s.get_row("messages", B) is not None
+    stray = {
+        **later,
+        "buckets": [{**later["buckets"][0], "bucket": f"messages:{CONV2}", "key": CONV2}],
+    }
+    with pytest.raises(SyncError, match="no streams for a bucket not held"):
+        s.apply_page({}, parse_pull(stray))
+    # Version 3 and older never leave them out: a null there is no streams at all.
+    assert parse_pull({**later, "version": 3}).buckets[0].streams == ()
 
 
 def test_version_3_rows_by_column_are_stored_as_version_1_objects_are() -> None:

@@ -987,7 +987,7 @@ class Storage:
             kept, self._kept = self._kept, None
             if kept is not None:
                 self._write_unchanged(kept.buckets, kept.snapshot)
-            known = set(self.buckets())
+            known = self.buckets()
             for bucket in page.removed_buckets:
                 self.forget_bucket(bucket)
             for b in page.buckets:
@@ -1018,13 +1018,23 @@ class Storage:
                     if current is not None and current["k"] == b.key:
                         self.delete_row(b.table, row_id)
                 state = b.next_state(sent)
-                self._bucket_written(b.bucket, b.table, b.key, b.streams, state, stamp)
+                streams = b.streams
+                if streams is None:
+                    # Version 4: the streams the bucket is held through, unchanged.
+                    held = known.get(b.bucket)
+                    if held is None:
+                        raise SyncError(
+                            f"malformed sync_pull bucket {b.bucket}: no streams for a bucket "
+                            "not held"
+                        )
+                    streams = held.streams
+                self._bucket_written(b.bucket, b.table, b.key, streams, state, stamp)
                 if b.bucket in known:
                     self._run(
                         "UPDATE _sync_buckets SET streams = ?, cursor = ?, round = ?, after = ? "
                         "WHERE bucket = ?",
                         (
-                            json.dumps(list(b.streams)),
+                            json.dumps(list(streams)),
                             state.cursor,
                             state.round,
                             state.after,
@@ -1039,7 +1049,7 @@ class Storage:
                             b.bucket,
                             b.table,
                             b.key,
-                            json.dumps(list(b.streams)),
+                            json.dumps(list(streams)),
                             state.cursor,
                             state.round,
                             state.after,
