@@ -241,9 +241,7 @@ class SyncCache:
             if self._fetcher is not None:
                 self._fetcher.shutdown(wait=True)
             if self._synced_at is not None:
-                self._storage.set_meta(
-                    "last_synced_at", datetime.fromtimestamp(self._synced_at, UTC).isoformat()
-                )
+                self._write_synced_at(self._synced_at)
             self._storage.close()
             if self._lock_file is not None:
                 self._lock_file.close()
@@ -404,15 +402,16 @@ class SyncCache:
         if stored is None or (
             self._synced_at - datetime.fromisoformat(stored).timestamp() >= SYNCED_AT_STEP
         ):
-            with self._storage.transaction():
-                self._storage.set_meta(
-                    "last_synced_at", datetime.fromtimestamp(self._synced_at, UTC).isoformat()
-                )
-                self._storage.set_meta("last_error", None)
+            self._write_synced_at(self._synced_at)
         self._evict()
         if self._files is not None:
             self._files.after_sync()
         self._report_pull()
+
+    def _write_synced_at(self, at: float) -> None:
+        with self._storage.transaction():
+            self._storage.set_meta("last_synced_at", datetime.fromtimestamp(at, UTC).isoformat())
+            self._storage.set_meta("last_error", None)
 
     def _report_pull(self) -> None:
         if self._run_progress.listening:
@@ -770,9 +769,11 @@ class SyncCache:
 
     def status(self) -> SyncStatus:
         pending, oldest = self._storage.pending_count()
-        last = self._storage.meta("last_synced_at")
+        stored = self._storage.meta("last_synced_at")
         if self._synced_at is not None:
-            last = datetime.fromtimestamp(self._synced_at, UTC).isoformat()
+            last_synced_at: datetime | None = datetime.fromtimestamp(self._synced_at, UTC)
+        else:
+            last_synced_at = None if stored is None else datetime.fromisoformat(stored)
         streams: dict[str, StreamProgress] = {}
         rows_by_stream = self._storage.row_counts_by_bucket_stream()
         for record in self._storage.buckets().values():
@@ -791,7 +792,7 @@ class SyncCache:
             pending_ops=pending,
             oldest_pending_age=None if oldest is None else max(0.0, self._now() - oldest),
             dead_letters=self._storage.dead_letter_count(),
-            last_synced_at=None if last is None else datetime.fromisoformat(last),
+            last_synced_at=last_synced_at,
             last_error=self._last_error,
             clock_offset=self._clock_offset(),
             streams=streams,
