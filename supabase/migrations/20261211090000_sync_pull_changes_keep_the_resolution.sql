@@ -43,6 +43,8 @@ as $$
 declare
     stream record;
     probe regclass;
+    stream_tables text [];
+    stream_known boolean;
     read_tables text [] := '{}';
     known boolean := true;
 begin
@@ -51,34 +53,39 @@ begin
     loop
         execute format('create view private.sync_membership_probe as %s', stream.query);
         probe := 'private.sync_membership_probe'::regclass;
-        read_tables := read_tables || array(
-            select format('%s', c.relname)
-            from pg_catalog.pg_rewrite as r
-            inner join pg_catalog.pg_depend as d
-                on d.classid = 'pg_catalog.pg_rewrite'::regclass and d.objid = r.oid
-            inner join pg_catalog.pg_class as c
-                on d.refclassid = 'pg_catalog.pg_class'::regclass and d.refobjid = c.oid
-            inner join pg_catalog.pg_namespace as n on c.relnamespace = n.oid
-            where r.ev_class = probe and c.oid <> probe and n.nspname = 'public'
-        );
-        known := known and not exists (
-            select 1
-            from pg_catalog.pg_rewrite as r
-            inner join pg_catalog.pg_depend as d
-                on d.classid = 'pg_catalog.pg_rewrite'::regclass and d.objid = r.oid
-            where r.ev_class = probe
-                and (
-                    d.refclassid = 'pg_catalog.pg_proc'::regclass
-                    and d.refobjid <> 'auth.uid()'::regprocedure
-                    or d.refclassid = 'pg_catalog.pg_class'::regclass
-                    and d.refobjid <> probe
-                    and not exists (
-                        select 1 from pg_catalog.pg_class as c
-                        inner join pg_catalog.pg_namespace as n on c.relnamespace = n.oid
-                        where c.oid = d.refobjid and c.relkind in ('r', 'p') and n.nspname = 'public'
-                    )
-                )
-        );
+        -- What the view's rule depends on: the tables it reads (only tables of public are
+        -- known: a view or another schema's relation hides what it reads) and the functions it
+        -- calls (only auth.uid() reads no table).
+        select
+            coalesce(
+                array_agg(distinct c.relname::text) filter (
+                    where c.relkind in ('r', 'p') and n.nspname = 'public'
+                ),
+                '{}'
+            ),
+            coalesce(
+                bool_and(
+                    case d.refclassid
+                        when 'pg_catalog.pg_proc'::regclass
+                            then d.refobjid = 'auth.uid()'::regprocedure
+                        when 'pg_catalog.pg_class'::regclass
+                            then c.relkind in ('r', 'p') and n.nspname = 'public'
+                        else true
+                    end
+                ),
+                true
+            )
+        into stream_tables, stream_known
+        from pg_catalog.pg_rewrite as r
+        inner join pg_catalog.pg_depend as d
+            on d.classid = 'pg_catalog.pg_rewrite'::regclass and d.objid = r.oid
+        left join pg_catalog.pg_class as c
+            on d.refclassid = 'pg_catalog.pg_class'::regclass and d.refobjid = c.oid
+        left join pg_catalog.pg_namespace as n on c.relnamespace = n.oid
+        where r.ev_class = probe
+            and not (d.refclassid = 'pg_catalog.pg_class'::regclass and d.refobjid = probe);
+        read_tables := read_tables || stream_tables;
+        known := known and stream_known;
         drop view private.sync_membership_probe;
     end loop;
     execute format(
@@ -86,7 +93,7 @@ begin
         create or replace function private.sync_membership_tables()
         returns text []
         language sql
-        immutable
+        stable
         set search_path = ''
         return %L::text []
         $ddl$,
