@@ -403,6 +403,34 @@ def test_a_kept_pull_never_overwrites_a_later_write(tmp_path: Path) -> None:
     s.close()
 
 
+def test_subscriptions_kept_in_memory_read_as_the_file_does(tmp_path: Path) -> None:
+    """Storage keeps the subscription rows between pulls; expiry filters them, dropping the
+    expired ones deletes them from the file, and a transaction that fails leaves both alike."""
+    path = tmp_path / "cache.db"
+    s = Storage.open(path)
+
+    def from_the_file() -> list[tuple[str, float | None]]:
+        with closing(sqlite3.connect(path)) as other:
+            rows = other.execute("SELECT key, expires_at FROM _sync_subscriptions ORDER BY key")
+            return [tuple(r) for r in rows.fetchall()]
+
+    s.subscribe("course_preview", "a", 110.0, now=100)
+    s.subscribe("course_preview", "b", None, now=100)
+    assert [r["key"] for r in s.subscriptions(105)] == ["a", "b"]
+    assert [r["key"] for r in s.subscriptions(120)] == ["b"]
+    assert s.drop_expired_subscriptions(105) == 0 and len(from_the_file()) == 2
+    with pytest.raises(RuntimeError), s.transaction():
+        s.unsubscribe("course_preview", "b")
+        raise RuntimeError("the page failed")
+    assert [r["key"] for r in s.subscriptions(105)] == ["a", "b"]
+    assert s.drop_expired_subscriptions(120) == 1
+    assert from_the_file() == [("b", None)]
+    assert [(r["key"], r["expires_at"]) for r in s.subscriptions(0, include_expired=True)] == (
+        from_the_file()
+    )
+    s.close()
+
+
 def test_page_and_cursor_commit_together(tmp_path: Path) -> None:
     path = tmp_path / "cache.db"
     s = Storage.open(path)

@@ -224,6 +224,8 @@ class Storage:
         # and when a pull's unchanged cursors were last written.
         self._kept: KeptPull | None = None
         self._cursors_written_at = float("-inf")
+        # The subscription rows as last read, or None (written only by this class too).
+        self._subscription_rows: list[Row] | None = None
         self._checkpoints_held = False
 
     # -- opening ---------------------------------------------------------------------------
@@ -311,6 +313,7 @@ class Storage:
                 self._bucket_records = None
                 self._kept = None
                 self._meta_rows = None
+                self._subscription_rows = None
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
@@ -983,10 +986,12 @@ class Storage:
         rows are cleared first as for a ``reset``."""
         stamp = time.time() if now is None else now
         with self.transaction():
-            # A kept pull's cursors first: the page's own writes then supersede them.
+            # A kept pull's cursors, for the buckets this page does not write itself (nearly
+            # always none: a page names every bucket held).
             kept, self._kept = self._kept, None
             if kept is not None:
-                self._write_unchanged(kept.buckets, kept.snapshot)
+                named = {*page.unchanged, *page.removed_buckets, *(b.bucket for b in page.buckets)}
+                self._write_unchanged([b for b in kept.buckets if b not in named], kept.snapshot)
             known = self.buckets()
             for bucket in page.removed_buckets:
                 self.forget_bucket(bucket)
@@ -1155,6 +1160,7 @@ class Storage:
 
     def subscribe(self, stream: str, key: str, expires_at: float | None, now: float) -> None:
         with self.transaction():
+            self._subscription_rows = None
             self._run(
                 "INSERT INTO _sync_subscriptions (stream, key, expires_at, last_used) "
                 "VALUES (?,?,?,?) ON CONFLICT (stream, key) DO UPDATE SET "
@@ -1164,25 +1170,39 @@ class Storage:
 
     def unsubscribe(self, stream: str, key: str) -> None:
         with self.transaction():
+            self._subscription_rows = None
             self._run("DELETE FROM _sync_subscriptions WHERE stream = ? AND key = ?", (stream, key))
 
+    def _subscriptions(self) -> list[Row]:
+        """Every subscription row, as last read: every pull asks for the live ones and drops
+        the expired ones, a statement each, to find nearly always the same few rows."""
+        with self.lock:
+            if self._subscription_rows is None:
+                self._subscription_rows = self._all(
+                    "SELECT * FROM _sync_subscriptions ORDER BY stream, key"
+                )
+            return self._subscription_rows
+
     def subscriptions(self, now: float, *, include_expired: bool = False) -> list[Row]:
-        if include_expired:
-            return self._all("SELECT * FROM _sync_subscriptions ORDER BY stream, key")
-        return self._all(
-            "SELECT * FROM _sync_subscriptions WHERE expires_at IS NULL OR expires_at > ? "
-            "ORDER BY stream, key",
-            (now,),
-        )
+        return [
+            dict(r)
+            for r in self._subscriptions()
+            if include_expired or r["expires_at"] is None or r["expires_at"] > now
+        ]
 
     def live_subscriptions(self, now: float) -> tuple[Subscription, ...]:
         return tuple(Subscription(r["stream"], r["key"]) for r in self.subscriptions(now))
 
     def drop_expired_subscriptions(self, now: float) -> int:
-        return self._run(
-            "DELETE FROM _sync_subscriptions WHERE expires_at IS NOT NULL AND expires_at <= ?",
-            (now,),
-        )
+        with self.lock:
+            rows = self._subscriptions()
+            if all(r["expires_at"] is None or r["expires_at"] > now for r in rows):
+                return 0
+            self._subscription_rows = None
+            return self._run(
+                "DELETE FROM _sync_subscriptions WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                (now,),
+            )
 
     def total_rows(self) -> int:
         return sum(self.row_counts().values())
