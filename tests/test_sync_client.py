@@ -415,3 +415,42 @@ def test_the_clock_offset_is_rewritten_only_when_it_moves(
         assert stored() == pytest.approx(101.0, abs=0.5)
     with SyncCache.open(client, path, connector=connector) as reopened:
         assert reopened.status().clock_offset == stored()
+
+
+def test_a_pull_that_finds_nothing_writes_nothing_and_a_crash_loses_nothing(
+    world: SyncWorld, chat: tuple[Any, Any, str], tmp_path: Path
+) -> None:
+    """A pull in which nothing changed commits nothing to the file (its cursors and token stay
+    in memory, ``Storage.keep_unchanged``). A copy of the file taken then, as a crash would
+    leave it, holds the older cursors: a cache opened on it pulls the next change all the same,
+    and the cache that closes writes what it kept."""
+    tutor, student, conversation = chat
+    path = tmp_path / "a.db"
+    with SyncCache.open(world.client(student), path) as cache:
+        cache.sync()
+        cache.pull()  # the first pull after a change writes; from here nothing changes
+        with closing(sqlite3.connect(path)) as other:
+            version = other.execute("PRAGMA data_version").fetchone()[0]
+            cursors = dict(other.execute("SELECT bucket, cursor FROM _sync_buckets").fetchall())
+            for _ in range(3):
+                world.sql("select pg_current_xact_id()")  # another transaction: a new snapshot
+                cache.pull()
+            assert other.execute("PRAGMA data_version").fetchone()[0] == version
+        sent = {name: r.state.cursor for name, r in cache.storage.buckets().items()}
+        assert sent != cursors, "the next request sends the newer cursors"
+        crashed = tmp_path / "crashed.db"
+        for suffix in ("", "-wal"):
+            source = Path(f"{path}{suffix}")
+            if source.exists():
+                Path(f"{crashed}{suffix}").write_bytes(source.read_bytes())
+        status = cache.status()
+        assert status.last_synced_at is not None
+        assert datetime.now(UTC) - status.last_synced_at < timedelta(seconds=1)
+    with closing(sqlite3.connect(path)) as other:
+        written = dict(other.execute("SELECT bucket, cursor FROM _sync_buckets").fetchall())
+    assert written == sent, "close wrote the kept cursors"
+    message = world.client(tutor).messages.send(conversation, "after the crash")
+    with SyncCache.open(world.client(student), crashed) as survivor:
+        assert survivor.get("messages", str(message.id)) is None
+        survivor.pull()
+        assert survivor.get("messages", str(message.id))["body"] == "after the crash"  # type: ignore[index]

@@ -217,14 +217,18 @@ def test_every_sync_answer_is_what_the_declaration_says(world: SyncWorld) -> Non
     }
     assert any(not e["complete"] for p in pages for e in p["buckets"])
 
-    # Nothing changed, then one lesson deleted: unchanged buckets, a removal.
-    assert call("sync_pull", {"request": {"buckets": states, "version": WIRE_VERSION}})["unchanged"]
+    # Nothing changed, then one lesson deleted: unchanged buckets, a removal. Sent with the
+    # token, the removal's entry leaves its streams out (a lesson is no membership row).
+    quiet = call("sync_pull", {"request": {"buckets": states, "version": WIRE_VERSION}})
+    assert quiet["unchanged"] and quiet["resolution"]
     lesson = world.sql(
         "select id::text from public.course_content where course_id = %s limit 1", course
     )[0][0]
     world.sql("delete from public.course_content where id = %s", lesson)
-    changed = call("sync_pull", {"request": {"buckets": states, "version": WIRE_VERSION}})
+    request = {"buckets": states, "version": WIRE_VERSION, "resolution": quiet["resolution"]}
+    changed = call("sync_pull", {"request": request})
     assert any(lesson in e["removed"] for e in changed["buckets"])
+    assert [e["streams"] for e in changed["buckets"]] == [None]
 
     sums = call(
         "sync_checksums",

@@ -1,6 +1,9 @@
 """Resolution tokens (``supabase/migrations/20261209090000_sync_pull_resolution_token.sql``): a
 pull in which nothing changed skips working out the caller's buckets when the token the last
-pull handed out still vouches for them, and never when anything could have changed them.
+pull handed out still vouches for them, and never when anything could have changed them. Since
+``20261211090000_sync_pull_changes_keep_the_resolution.sql`` a pull that finds changes only in
+tables no membership query reads skips it too (wire version 4), and a pull that finds nothing
+hands the token back as it came.
 
 Each membership test holds a user's reference puller at rest (token in hand), makes one
 change that gives or takes a bucket, and checks the next pull (token sent) follows it. A
@@ -36,7 +39,7 @@ def world(app_url: str) -> Iterator[SyncWorld]:
 def _at_rest(world: SyncWorld, user: LocalUser) -> RefPuller:
     """``user``'s reference puller, pulled until the server hands out a token for what it
     holds."""
-    puller = RefPuller(world.gateway(user), version=3)
+    puller = RefPuller(world.gateway(user), version=4)
     puller.pull()
     puller.pull()
     assert puller.resolution is not None
@@ -74,7 +77,7 @@ def _pull_as(
 
 def _request(puller: RefPuller, **changes: Any) -> dict[str, Any]:
     request: dict[str, Any] = {
-        "version": 3,
+        "version": 4,
         "buckets": puller.states,
         "subscriptions": puller.subscriptions,
         "resolution": puller.resolution,
@@ -84,15 +87,15 @@ def _request(puller: RefPuller, **changes: Any) -> dict[str, Any]:
 
 
 def test_a_token_spares_a_no_change_pull_the_resolution(world: SyncWorld) -> None:
-    """With the token, nothing changed: every bucket unchanged, no membership table read, a
-    token again. Without it, the same answer from the full resolution."""
+    """With the token, nothing changed: every bucket unchanged, no membership table read, the
+    same token back. Without it, the same answer from the full resolution."""
     tutor, student = world.user("tutor"), world.user("student")
     world.enroll(student, world.course(tutor))
     puller = _at_rest(world, student)
     page, scans = _pull_as(world, student, _request(puller))
     assert not page["buckets"] and sorted(page["unchanged"]) == sorted(puller.states)
     assert scans == 0, "the short way reads no membership table"
-    assert page["resolution"], "a fresh token, for the pull's snapshot"
+    assert page["resolution"] == puller.resolution, "the token, handed back as it came"
     full, full_scans = _pull_as(world, student, _request(puller, resolution=None))
     assert sorted(full["unchanged"]) == sorted(page["unchanged"]) and not full["buckets"]
     assert full_scans > 0, "without a token the buckets are resolved"
@@ -171,6 +174,88 @@ def test_a_change_of_membership_reaches_a_pull_with_a_token(
     assert bucket not in puller.states
     puller.pull()
     assert bucket in puller.states, f"{bucket} reached the pull"
+
+
+def _resolved_at(token: str) -> str:
+    """The time of the full resolution a token carries (``r1/<snapshot>/<time>/<mac>``)."""
+    return token.split("/")[2]
+
+
+def test_a_change_no_membership_query_reads_keeps_the_resolution(world: SyncWorld) -> None:
+    """A new lesson in a held course: served with the token's resolution (no membership table
+    read, the same time of full resolution) and, in version 4, without its streams; asked in
+    version 3 the same change is resolved, streams and all."""
+    tutor, student = world.user("tutor"), world.user("student")
+    course = world.course(tutor)
+    world.enroll(student, course)
+    puller = _at_rest(world, student)
+    assert puller.resolution is not None
+    lesson = world.lesson(course, 9)
+    bucket = f"course_content:{course}"
+    # The lesson's policy reads enrollments and courses; the resolution reads the
+    # participants of conversations as well, for the student's contacts.
+    with connect(world.url) as conn:
+        page, scans = _pull_on(conn, student, _request(puller), ("conversation_participants",))
+    assert scans == 0, "the token's resolution stands"
+    assert [(e["bucket"], e["streams"]) for e in page["buckets"]] == [(bucket, None)]
+    assert [row[0] for row in page["buckets"][0]["rows"]] == [lesson]
+    assert sorted(page["unchanged"]) == sorted(b for b in puller.states if b != bucket)
+    assert page["resolution"] and page["resolution"] != puller.resolution
+    assert _resolved_at(page["resolution"]) == _resolved_at(puller.resolution)
+    with connect(world.url) as conn:
+        old, old_scans = _pull_on(
+            conn, student, _request(puller, version=3), ("conversation_participants",)
+        )
+    assert old_scans > 0
+    assert [(e["bucket"], e["streams"]) for e in old["buckets"]] == [
+        (bucket, ["my_course_content"])
+    ]
+
+
+def test_a_change_a_membership_query_reads_is_resolved(world: SyncWorld) -> None:
+    """A change to a held bucket of a table a membership query reads (another student's
+    enrollment in the tutor's course, in the tutor's enrollments bucket) is resolved in full,
+    streams and all, and so brings the new student's profile."""
+    tutor = world.user("tutor")
+    course = world.course(tutor)
+    puller = _at_rest(world, tutor)
+    student = world.user("student")
+    world.enroll(student, course)
+    page, scans = _pull_as(world, tutor, _request(puller))
+    assert scans > 0
+    served = {e["bucket"]: e["streams"] for e in page["buckets"]}
+    assert served[f"enrollments:{course}"] == ["my_enrollments"]
+    assert served[f"profiles:{student.id}"] == ["my_profile_and_contacts"]
+
+
+def test_the_membership_tables_are_read_from_the_stream_queries(world: SyncWorld) -> None:
+    """The tables the auto streams' queries read, worked out again whenever the streams change;
+    a query calling a function other than auth.uid() makes the set unknown (null), so every
+    pull that finds a change resolves."""
+    expected = [
+        "assignments",
+        "conversation_participants",
+        "courses",
+        "enrollments",
+        "payments",
+        "support_queries",
+        "tutoring_sessions",
+    ]
+    assert world.sql("select private.sync_membership_tables()") == [(expected,)]
+    stream = (
+        "insert into private.sync_streams (name, table_name, mode, query)"
+        " values ('probe_stream', 'articles', 'auto', %s)"
+    )
+    with connect(world.url) as conn, conn.transaction(force_rollback=True):
+        conn.execute(
+            stream, ("select a.id from public.articles as a where a.status = 'published'",)
+        )
+        row = conn.execute("select private.sync_membership_tables()").fetchone()
+        assert row == (sorted([*expected, "articles"]),)
+        conn.execute("delete from private.sync_streams where name = 'probe_stream'")
+        conn.execute(stream, ("select q from private.my_support_query_ids() as q",))
+        assert conn.execute("select private.sync_membership_tables()").fetchone() == (None,)
+    assert world.sql("select private.sync_membership_tables()") == [(expected,)]
 
 
 def test_a_lost_membership_reaches_a_pull_with_a_token(world: SyncWorld) -> None:

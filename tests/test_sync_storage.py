@@ -14,7 +14,7 @@ import pytest
 from pysync.sync.errors import SchemaMismatch, SyncError
 from pysync.sync.outbox import Outbox
 from pysync.sync.schema import LOCAL_SCHEMA_VERSION
-from pysync.sync.storage import Storage, bucket_checksum
+from pysync.sync.storage import KEEP_UNCHANGED_SECONDS, Storage, bucket_checksum
 from pysync.sync.wire import BucketState, parse_pull, parse_schema
 from tests.sync_fixtures import (
     CONV,
@@ -96,8 +96,28 @@ def test_version_2_page_without_columns_or_with_short_rows_is_refused() -> None:
     short = {**served, "buckets": [{**served["buckets"][0], "rows": [[A, CONV]]}]}
     with pytest.raises(SyncError, match="not 10 values"):
         parse_pull(short)
-    with pytest.raises(SyncError, match="wire version 4"):
-        parse_pull({**served, "version": 4})
+    with pytest.raises(SyncError, match="wire version 5"):
+        parse_pull({**served, "version": 5})
+
+
+def test_version_4_entry_without_streams_keeps_the_held_ones() -> None:
+    """A version 4 entry whose ``streams`` is null is held through the streams it was held
+    through; an entry for a bucket not held must name them."""
+    s = new_storage()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi")], streams=["my_messages", "pinned"])))
+    later = {**columnar(page(bucket("messages", CONV, [msg(B, "yo")]))), "version": 4}
+    later["buckets"][0]["streams"] = None
+    s.apply_page({BUCKET: BucketState("1240:1244:1241")}, parse_pull(later))
+    assert s.buckets()[BUCKET].streams == ("my_messages", "pinned")
+    assert s.get_row("messages", B) is not None
+    stray = {
+        **later,
+        "buckets": [{**later["buckets"][0], "bucket": f"messages:{CONV2}", "key": CONV2}],
+    }
+    with pytest.raises(SyncError, match="no streams for a bucket not held"):
+        s.apply_page({}, parse_pull(stray))
+    # Version 3 and older never leave them out: a null there is no streams at all.
+    assert parse_pull({**later, "version": 3}).buckets[0].streams == ()
 
 
 def test_version_3_rows_by_column_are_stored_as_version_1_objects_are() -> None:
@@ -311,6 +331,103 @@ def test_meta_kept_in_memory_reads_as_the_file_does(tmp_path: Path) -> None:
     }
     s.set_meta("last_error", None)
     assert from_the_file()["last_error"] is None and s.meta("last_error") is None
+    s.close()
+
+
+def _file_state(path: Path) -> tuple[str | None, str | None]:
+    """``BUCKET``'s cursor and the resolution token as the file has them."""
+    with closing(sqlite3.connect(path)) as other:
+        cursor = other.execute("SELECT cursor FROM _sync_buckets WHERE bucket = ?", (BUCKET,))
+        token = other.execute("SELECT value FROM _sync_meta WHERE key = 'resolution'")
+        row = token.fetchone()
+        return cursor.fetchone()[0], None if row is None else row[0]
+
+
+def test_a_page_in_which_nothing_changed_is_kept_in_memory_then_written(tmp_path: Path) -> None:
+    """A page in which nothing changed moves the cursors in memory only (the next request
+    sends them); the file keeps the older, equally valid ones until the next page that
+    changes something, the interval, or close, each of which writes them."""
+    path = tmp_path / "cache.db"
+    s = Storage.open(path)
+    s.migrate(parse_schema(SCHEMA), SCHEMA)
+    s.apply_page(
+        {}, parse_pull(page(bucket("messages", CONV, [msg(A, "hi")], cursor="1:1:"))), now=100
+    )
+    quiet = parse_pull(page(unchanged=[BUCKET], snapshot="7:7:", resolution="t7"))
+    assert s.keep_unchanged(quiet, now=101)
+    assert s.buckets()[BUCKET].state == BucketState("7:7:") and s.resolution() == "t7"
+    assert _file_state(path) == ("1:1:", None)
+    # Not kept: a page serving or removing a bucket, one with more to come, one after the
+    # interval since the cursors were last written.
+    served = page(bucket("messages", CONV, [msg(A, "hey", version=2)], cursor="8:8:"))
+    assert not s.keep_unchanged(parse_pull(served), now=101)
+    assert not s.keep_unchanged(parse_pull(page(removed_buckets=[BUCKET])), now=101)
+    assert not s.keep_unchanged(parse_pull(page(unchanged=[BUCKET], has_more=True)), now=101)
+    assert not s.keep_unchanged(quiet, now=100 + KEEP_UNCHANGED_SECONDS)
+    assert _file_state(path) == ("1:1:", None)
+    # A page that changes something writes the kept cursors with its own.
+    s.apply_page(
+        {}, parse_pull(page(bucket("messages", CONV2, [msg(B, "yo")], cursor="8:8:"))), now=102
+    )
+    assert _file_state(path)[0] == "7:7:"
+    assert s.keep_unchanged(
+        parse_pull(page(unchanged=[BUCKET], snapshot="9:9:", resolution="t9")), now=103
+    )
+    s.close()
+    assert _file_state(path) == ("9:9:", "t9"), "close writes the kept pull"
+    reopened = Storage.open(path)
+    assert reopened.buckets()[BUCKET].state == BucketState("9:9:")
+    assert reopened.resolution() == "t9"
+    reopened.close()
+
+
+def test_a_kept_pull_never_overwrites_a_later_write(tmp_path: Path) -> None:
+    """A write to the bucket records after a kept pull drops it (the file's states stay
+    valid), so writing it later cannot put back an older state; and a bucket part-way
+    through a round is never kept."""
+    path = tmp_path / "cache.db"
+    s = Storage.open(path)
+    s.migrate(parse_schema(SCHEMA), SCHEMA)
+    s.apply_page(
+        {}, parse_pull(page(bucket("messages", CONV, [msg(A, "hi")], cursor="1:1:"))), now=100
+    )
+    assert s.keep_unchanged(parse_pull(page(unchanged=[BUCKET], snapshot="7:7:")), now=101)
+    with s.transaction():
+        s.set_bucket_state(BUCKET, BucketState(None))  # a checksum repair's reset
+    s.close()
+    assert _file_state(path)[0] is None
+    s = Storage.open(path)
+    part = bucket("messages", CONV, [msg(A, "hi")], complete=False, round="2:2:", after=A)
+    s.apply_page({}, parse_pull(page(part)), now=200)
+    assert not s.keep_unchanged(parse_pull(page(unchanged=[BUCKET], snapshot="7:7:")), now=201)
+    s.close()
+
+
+def test_subscriptions_kept_in_memory_read_as_the_file_does(tmp_path: Path) -> None:
+    """Storage keeps the subscription rows between pulls; expiry filters them, dropping the
+    expired ones deletes them from the file, and a transaction that fails leaves both alike."""
+    path = tmp_path / "cache.db"
+    s = Storage.open(path)
+
+    def from_the_file() -> list[tuple[str, float | None]]:
+        with closing(sqlite3.connect(path)) as other:
+            rows = other.execute("SELECT key, expires_at FROM _sync_subscriptions ORDER BY key")
+            return [tuple(r) for r in rows.fetchall()]
+
+    s.subscribe("course_preview", "a", 110.0, now=100)
+    s.subscribe("course_preview", "b", None, now=100)
+    assert [r["key"] for r in s.subscriptions(105)] == ["a", "b"]
+    assert [r["key"] for r in s.subscriptions(120)] == ["b"]
+    assert s.drop_expired_subscriptions(105) == 0 and len(from_the_file()) == 2
+    with pytest.raises(RuntimeError), s.transaction():
+        s.unsubscribe("course_preview", "b")
+        raise RuntimeError("the page failed")
+    assert [r["key"] for r in s.subscriptions(105)] == ["a", "b"]
+    assert s.drop_expired_subscriptions(120) == 1
+    assert from_the_file() == [("b", None)]
+    assert [(r["key"], r["expires_at"]) for r in s.subscriptions(0, include_expired=True)] == (
+        from_the_file()
+    )
     s.close()
 
 

@@ -126,7 +126,7 @@ class SyncBucketState(TypedDict):
 
 
 class SyncPullRequest(TypedDict):
-    """The `request` of sync_pull, in wire version 3."""
+    """The `request` of sync_pull, in wire version 4."""
 
     #: Every held bucket by name, with its state.
     buckets: NotRequired[dict[str, SyncBucketState]]
@@ -135,7 +135,7 @@ class SyncPullRequest(TypedDict):
     #: Most rows and removals in the page (1..10000).
     limit: NotRequired[int]
     #: The wire version: rows as arrays of values.
-    version: Literal[3]
+    version: Literal[4]
     #: The last answer's `resolution`, sent back as it came (none yet: leave out).
     resolution: NotRequired[str]
 
@@ -149,8 +149,8 @@ class SyncBucketPage(TypedDict):
     table: str
     #: The bucket column's value.
     key: str
-    #: The streams through which the caller holds it.
-    streams: list[str]
+    #: The streams through which the caller holds it; null: as the client holds it now.
+    streams: list[str] | None
     #: How to apply the entry.
     state: SyncBucketPageState
     #: Rows to upsert, as values in `columns` order.
@@ -181,10 +181,10 @@ class SyncDenied(TypedDict):
 
 
 class SyncPullResponse(TypedDict):
-    """One page of changes for every held bucket, in wire version 3."""
+    """One page of changes for every held bucket, in wire version 4."""
 
     #: The wire version of this answer.
-    version: Literal[3]
+    version: Literal[4]
     #: The page's snapshot: the cursor of `unchanged` buckets.
     snapshot: str
     #: The server's clock.

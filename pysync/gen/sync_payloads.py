@@ -1,13 +1,14 @@
-"""The sync RPCs' payloads (wire version 3 of ``docs/sync-protocol.md``), declared once.
+"""The sync RPCs' payloads (wire version 4 of ``docs/sync-protocol.md``), declared once.
 
 The catalog sees ``sync_pull(request jsonb) → json``; this module says what ``request`` and
 the answer hold, so ``pysync gen types`` writes typed payloads for Dart, TypeScript and Python
 from one declaration. ``tests/test_sync_payload_types.py`` runs real ``sync_*`` calls against
 the migrations and validates every answer against it (every declared key present, typed as
 declared, no undeclared key, and every ``null`` or absent key seen for real), so the types
-cannot drift from the server. Only wire version 3 is described: the typed request always asks
-for it (``version: 3``), and the answer's rows are arrays of values under ``columns``, row by
-row (``rows``) or, for a bucket served whole, column by column (``by_column``).
+cannot drift from the server. Only wire version 4 is described: the typed request always asks
+for it (``version: 4``), and the answer's rows are arrays of values under ``columns``, row by
+row (``rows``) or, for a bucket served whole, column by column (``by_column``); a served
+bucket's ``streams`` may be null (as the client holds it).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pysync.gen.payload_types import (
 __all__ = ["SYNC_PAYLOADS", "WIRE_VERSION"]
 
 #: The ``sync_pull`` wire version these types describe.
-WIRE_VERSION = 3
+WIRE_VERSION = 4
 
 # -- sync_schema --------------------------------------------------------------------------
 
@@ -131,7 +132,7 @@ SUBSCRIPTION = Struct(
 )
 PULL_REQUEST = Struct(
     "SyncPullRequest",
-    "The `request` of sync_pull, in wire version 3.",
+    "The `request` of sync_pull, in wire version 4.",
     (
         Field(
             "buckets",
@@ -162,7 +163,12 @@ BUCKET_PAGE = Struct(
         Field("bucket", STRING, "The bucket's name, `<table>:<key>`."),
         Field("table", STRING, "The synced table."),
         Field("key", STRING, "The bucket column's value."),
-        Field("streams", ListOf(STRING), "The streams through which the caller holds it."),
+        Field(
+            "streams",
+            ListOf(STRING),
+            "The streams through which the caller holds it; null: as the client holds it now.",
+            nullable=True,
+        ),
         Field("state", PAGE_STATE, "How to apply the entry."),
         Field("rows", ListOf(ListOf(JSON)), "Rows to upsert, as values in `columns` order."),
         Field(
@@ -189,7 +195,7 @@ DENIED = Struct(
 )
 PULL_RESPONSE = Struct(
     "SyncPullResponse",
-    "One page of changes for every held bucket, in wire version 3.",
+    "One page of changes for every held bucket, in wire version 4.",
     (
         Field("version", Const(WIRE_VERSION), "The wire version of this answer."),
         Field("snapshot", SNAPSHOT, "The page's snapshot: the cursor of `unchanged` buckets."),

@@ -63,6 +63,11 @@ ConflictCallback = Callable[[ConflictContext, "dict[str, Any] | None"], None]
 #: measuring it over a network.
 CLOCK_OFFSET_STEP = 0.01
 
+#: How far the end of a sync run may move before it is written to the file again: a run that
+#: found nothing changed writes nothing else (see ``Storage.keep_unchanged``), and the status's
+#: ``last_synced_at`` comes from memory while the cache is open.
+SYNCED_AT_STEP = 1.0
+
 
 @dataclass
 class Watch:
@@ -141,6 +146,8 @@ class SyncCache:
         self._sync_lock = threading.RLock()
         self._connected = False
         self._last_error: str | None = None
+        # When the last sync run ended, exactly; the file has it to SYNCED_AT_STEP.
+        self._synced_at: float | None = None
         self.retry_in: float | None = None
         self._push_rounds = 0
         self._closed = False
@@ -233,6 +240,8 @@ class SyncCache:
             self._prefetched = None
             if self._fetcher is not None:
                 self._fetcher.shutdown(wait=True)
+            if self._synced_at is not None:
+                self._write_synced_at(self._synced_at)
             self._storage.close()
             if self._lock_file is not None:
                 self._lock_file.close()
@@ -388,15 +397,21 @@ class SyncCache:
 
     def _finished(self) -> None:
         self._last_error = None
-        with self._storage.transaction():
-            self._storage.set_meta(
-                "last_synced_at", datetime.fromtimestamp(self._now(), UTC).isoformat()
-            )
-            self._storage.set_meta("last_error", None)
+        self._synced_at = self._now()
+        stored = self._storage.meta("last_synced_at")
+        if stored is None or (
+            self._synced_at - datetime.fromisoformat(stored).timestamp() >= SYNCED_AT_STEP
+        ):
+            self._write_synced_at(self._synced_at)
         self._evict()
         if self._files is not None:
             self._files.after_sync()
         self._report_pull()
+
+    def _write_synced_at(self, at: float) -> None:
+        with self._storage.transaction():
+            self._storage.set_meta("last_synced_at", datetime.fromtimestamp(at, UTC).isoformat())
+            self._storage.set_meta("last_error", None)
 
     def _report_pull(self) -> None:
         if self._run_progress.listening:
@@ -630,7 +645,7 @@ class SyncCache:
             buckets=states,
             subscriptions=self._storage.live_subscriptions(now),
             limit=self.page_limit,
-            resolution=self._storage.meta("resolution"),
+            resolution=self._storage.resolution(),
         )
 
     def _pull_page(self, repair: frozenset[str]) -> Event:
@@ -645,11 +660,15 @@ class SyncCache:
             # Fetch the next page while this one is written to SQLite: the next request
             # follows from this response alone (the states the page will store).
             self._prefetch(_next_request(request, response))
-        # One SQLite commit for the page and the clock offset it brings.
-        with self._storage.transaction():
+        now = self._now()
+        if repair or not self._storage.keep_unchanged(response, now=now):
+            # One SQLite commit for the page and the clock offset it brings.
+            with self._storage.transaction():
+                self._record_server_time(response.server_time)
+                self._storage.apply_page(request.buckets, response, now=now, repairing=repair)
+                self._storage.set_meta("resolution", response.resolution)  # skips an equal value
+        else:
             self._record_server_time(response.server_time)
-            self._storage.apply_page(request.buckets, response, now=self._now(), repairing=repair)
-            self._storage.set_meta("resolution", response.resolution)  # skips an equal value
         if response.has_more:
             self._storage.hold_checkpoints()
         else:
@@ -750,7 +769,11 @@ class SyncCache:
 
     def status(self) -> SyncStatus:
         pending, oldest = self._storage.pending_count()
-        last = self._storage.meta("last_synced_at")
+        stored = self._storage.meta("last_synced_at")
+        if self._synced_at is not None:
+            last_synced_at: datetime | None = datetime.fromtimestamp(self._synced_at, UTC)
+        else:
+            last_synced_at = None if stored is None else datetime.fromisoformat(stored)
         streams: dict[str, StreamProgress] = {}
         rows_by_stream = self._storage.row_counts_by_bucket_stream()
         for record in self._storage.buckets().values():
@@ -769,7 +792,7 @@ class SyncCache:
             pending_ops=pending,
             oldest_pending_age=None if oldest is None else max(0.0, self._now() - oldest),
             dead_letters=self._storage.dead_letter_count(),
-            last_synced_at=None if last is None else datetime.fromisoformat(last),
+            last_synced_at=last_synced_at,
             last_error=self._last_error,
             clock_offset=self._clock_offset(),
             streams=streams,

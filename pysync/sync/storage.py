@@ -56,6 +56,7 @@ from pysync.sync.wire import (
 __all__ = [
     "BucketRecord",
     "DeadLetter",
+    "KeptPull",
     "OutboxOp",
     "Storage",
     "bucket_checksum",
@@ -160,6 +161,19 @@ _OUTBOX_INDEXES = {
 #: Rows of the queue read at a time while choosing a batch.
 _QUEUE_CHUNK = 256
 
+#: How long a pull in which nothing changed may keep its new cursors (and resolution token) in
+#: memory before one is written to the file (see :meth:`Storage.keep_unchanged`).
+KEEP_UNCHANGED_SECONDS = 5.0
+
+
+class KeptPull(NamedTuple):
+    """A pull in which nothing changed, kept in memory: the snapshot its unchanged buckets
+    moved to, which buckets, and the token it brought."""
+
+    snapshot: str
+    buckets: tuple[str, ...]
+    resolution: str | None
+
 
 def _connect(path: str, key: str | None) -> sqlite3.Connection:
     if key is None:
@@ -206,6 +220,12 @@ class Storage:
         # hash and a sync's end wrote its outcome, a statement each, on every run. Every meta
         # write goes through _set_meta, which skips a value the row already holds.
         self._meta_rows: dict[str, str | None] | None = None
+        # The last pull in which nothing changed, when it was not written (keep_unchanged),
+        # and when a pull's unchanged cursors were last written.
+        self._kept: KeptPull | None = None
+        self._cursors_written_at = float("-inf")
+        # The subscription rows as last read, or None (written only by this class too).
+        self._subscription_rows: list[Row] | None = None
         self._checkpoints_held = False
 
     # -- opening ---------------------------------------------------------------------------
@@ -224,8 +244,11 @@ class Storage:
 
     def close(self) -> None:
         with self.lock:
-            self.release_checkpoints()
-            self._conn.close()
+            try:
+                self.write_kept()
+                self.release_checkpoints()
+            finally:
+                self._conn.close()
 
     def hold_checkpoints(self) -> None:
         """Let the WAL grow to :data:`BULK_WAL_PAGES` pages before SQLite checkpoints it, while
@@ -288,7 +311,9 @@ class Storage:
                 self._depth = 0
                 self._changed.clear()
                 self._bucket_records = None
+                self._kept = None
                 self._meta_rows = None
+                self._subscription_rows = None
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
@@ -841,8 +866,64 @@ class Storage:
         )
 
     def _buckets_written(self) -> None:
-        """Drop the copy of the bucket records after a write to ``_sync_buckets``."""
+        """Drop the copy of the bucket records after a write to ``_sync_buckets``, and with
+        it a kept pull: the file's states are older but valid, and writing the kept cursors
+        later could overwrite what this write stores."""
         self._bucket_records = None
+        self._kept = None
+
+    def keep_unchanged(self, page: PullResponse, *, now: float) -> bool:
+        """Keep a page in which nothing changed in memory instead of writing it; ``False``
+        when it must be written (:meth:`apply_page`).
+
+        Such a page moves every bucket's cursor to its snapshot and brings a new resolution
+        token, and nothing else: writing that cost a transaction on every pull, most of the
+        client's share of a pull that found nothing. The cursors the file holds instead are
+        older but just as valid, since nothing changed in those buckets between the two
+        snapshots (a bucket is unchanged only if the server saw no change since the cursor
+        sent), and the older token holds or is refused, never wrong: after a crash the next
+        pull asks from a little further back and gets the same answer. So the copy of the
+        bucket records takes the new cursors, the next request sends them, and they reach the
+        file with the next page that changes something, at most :data:`KEEP_UNCHANGED_SECONDS`
+        later, or when the cache closes (:meth:`write_kept`).
+
+        Only a page that is exactly that qualifies: no bucket served or removed, no page to
+        follow, and every bucket it names held with a plain cursor (not mid-round)."""
+        with self.lock:
+            records = self._bucket_records
+            if (
+                self._depth
+                or records is None
+                or page.buckets
+                or page.removed_buckets
+                or page.has_more
+                or now - self._cursors_written_at >= KEEP_UNCHANGED_SECONDS
+            ):
+                return False
+            for bucket in page.unchanged:
+                record = records.get(bucket)
+                state = record.state if record is not None else None
+                if state is None or state.round is not None or state.after is not None:
+                    return False
+            self._mark_unchanged(page.unchanged, page.snapshot)
+            self._kept = KeptPull(page.snapshot, tuple(page.unchanged), page.resolution)
+            return True
+
+    def resolution(self) -> str | None:
+        """The resolution token to send: a kept pull's, or the file's."""
+        kept = self._kept
+        return kept.resolution if kept is not None else self.meta("resolution")
+
+    def write_kept(self) -> None:
+        """Write a kept pull's cursors and token, as :meth:`apply_page` would have."""
+        with self.lock:
+            kept = self._kept
+            if kept is None:
+                return
+            with self.transaction():
+                self._write_unchanged(kept.buckets, kept.snapshot)
+                self._set_meta("resolution", kept.resolution)
+            self._kept = None
 
     def set_bucket_state(self, bucket: str, state: BucketState) -> None:
         self._buckets_written()
@@ -905,7 +986,13 @@ class Storage:
         rows are cleared first as for a ``reset``."""
         stamp = time.time() if now is None else now
         with self.transaction():
-            known = set(self.buckets())
+            # A kept pull's cursors, for the buckets this page does not write itself (nearly
+            # always none: a page names every bucket held).
+            kept, self._kept = self._kept, None
+            if kept is not None:
+                named = {*page.unchanged, *page.removed_buckets, *(b.bucket for b in page.buckets)}
+                self._write_unchanged([b for b in kept.buckets if b not in named], kept.snapshot)
+            known = self.buckets()
             for bucket in page.removed_buckets:
                 self.forget_bucket(bucket)
             for b in page.buckets:
@@ -936,13 +1023,23 @@ class Storage:
                     if current is not None and current["k"] == b.key:
                         self.delete_row(b.table, row_id)
                 state = b.next_state(sent)
-                self._bucket_written(b.bucket, b.table, b.key, b.streams, state, stamp)
+                streams = b.streams
+                if streams is None:
+                    # Version 4: the streams the bucket is held through, unchanged.
+                    held = known.get(b.bucket)
+                    if held is None:
+                        raise SyncError(
+                            f"malformed sync_pull bucket {b.bucket}: no streams for a bucket "
+                            "not held"
+                        )
+                    streams = held.streams
+                self._bucket_written(b.bucket, b.table, b.key, streams, state, stamp)
                 if b.bucket in known:
                     self._run(
                         "UPDATE _sync_buckets SET streams = ?, cursor = ?, round = ?, after = ? "
                         "WHERE bucket = ?",
                         (
-                            json.dumps(list(b.streams)),
+                            json.dumps(list(streams)),
                             state.cursor,
                             state.round,
                             state.after,
@@ -957,22 +1054,26 @@ class Storage:
                             b.bucket,
                             b.table,
                             b.key,
-                            json.dumps(list(b.streams)),
+                            json.dumps(list(streams)),
                             state.cursor,
                             state.round,
                             state.after,
                             stamp,
                         ),
                     )
-            # One statement per 500 unchanged buckets, not one per bucket: half the time.
-            for start in range(0, len(page.unchanged), 500):
-                chunk = page.unchanged[start : start + 500]
-                self._run(
-                    "UPDATE _sync_buckets SET cursor = ?, round = NULL, after = NULL "  # noqa: S608
-                    f"WHERE bucket IN ({', '.join('?' for _ in chunk)})",
-                    (page.snapshot, *chunk),
-                )
+            self._write_unchanged(page.unchanged, page.snapshot)
             self._mark_unchanged(page.unchanged, page.snapshot)
+            self._cursors_written_at = stamp
+
+    def _write_unchanged(self, buckets: Sequence[str], snapshot: str) -> None:
+        # One statement per 500 unchanged buckets, not one per bucket: half the time.
+        for start in range(0, len(buckets), 500):
+            chunk = buckets[start : start + 500]
+            self._run(
+                "UPDATE _sync_buckets SET cursor = ?, round = NULL, after = NULL "  # noqa: S608
+                f"WHERE bucket IN ({', '.join('?' for _ in chunk)})",
+                (snapshot, *chunk),
+            )
 
     def _upsert_rows(self, spec: TableSpec, rows: Sequence[Mapping[str, Any]]) -> None:
         """Server rows without pending local writes, as :meth:`_apply_row` would apply them one
@@ -1059,6 +1160,7 @@ class Storage:
 
     def subscribe(self, stream: str, key: str, expires_at: float | None, now: float) -> None:
         with self.transaction():
+            self._subscription_rows = None
             self._run(
                 "INSERT INTO _sync_subscriptions (stream, key, expires_at, last_used) "
                 "VALUES (?,?,?,?) ON CONFLICT (stream, key) DO UPDATE SET "
@@ -1068,25 +1170,39 @@ class Storage:
 
     def unsubscribe(self, stream: str, key: str) -> None:
         with self.transaction():
+            self._subscription_rows = None
             self._run("DELETE FROM _sync_subscriptions WHERE stream = ? AND key = ?", (stream, key))
 
+    def _subscriptions(self) -> list[Row]:
+        """Every subscription row, as last read: every pull asks for the live ones and drops
+        the expired ones, a statement each, to find nearly always the same few rows."""
+        with self.lock:
+            if self._subscription_rows is None:
+                self._subscription_rows = self._all(
+                    "SELECT * FROM _sync_subscriptions ORDER BY stream, key"
+                )
+            return self._subscription_rows
+
     def subscriptions(self, now: float, *, include_expired: bool = False) -> list[Row]:
-        if include_expired:
-            return self._all("SELECT * FROM _sync_subscriptions ORDER BY stream, key")
-        return self._all(
-            "SELECT * FROM _sync_subscriptions WHERE expires_at IS NULL OR expires_at > ? "
-            "ORDER BY stream, key",
-            (now,),
-        )
+        return [
+            dict(r)
+            for r in self._subscriptions()
+            if include_expired or r["expires_at"] is None or r["expires_at"] > now
+        ]
 
     def live_subscriptions(self, now: float) -> tuple[Subscription, ...]:
         return tuple(Subscription(r["stream"], r["key"]) for r in self.subscriptions(now))
 
     def drop_expired_subscriptions(self, now: float) -> int:
-        return self._run(
-            "DELETE FROM _sync_subscriptions WHERE expires_at IS NOT NULL AND expires_at <= ?",
-            (now,),
-        )
+        with self.lock:
+            rows = self._subscriptions()
+            if all(r["expires_at"] is None or r["expires_at"] > now for r in rows):
+                return 0
+            self._subscription_rows = None
+            return self._run(
+                "DELETE FROM _sync_subscriptions WHERE expires_at IS NOT NULL AND expires_at <= ?",
+                (now,),
+            )
 
     def total_rows(self) -> int:
         return sum(self.row_counts().values())

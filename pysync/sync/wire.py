@@ -161,6 +161,8 @@ class BucketState:
     def to_json(self) -> dict[str, Any]:
         # Only what is set: a state is nearly always a bare cursor, and a pull sends one for
         # every bucket held.
+        if self.round is None and self.after is None:
+            return {} if self.cursor is None else {"cursor": self.cursor}
         state = {"cursor": self.cursor, "round": self.round, "after": self.after}
         return {key: value for key, value in state.items() if value is not None}
 
@@ -175,10 +177,11 @@ class Subscription:
 
 
 #: The newest ``sync_pull`` wire version this client speaks: 2 sends rows as arrays of values
-#: under a column list per table, 3 may send a page's rows column by column (``by_column``);
-#: version 1, objects, is what a request without ``version`` gets. A server that knows only
-#: an older version answers in it, and the client reads that too.
-PULL_VERSION = 3
+#: under a column list per table, 3 may send a page's rows column by column (``by_column``),
+#: 4 may leave a served bucket's ``streams`` out (null: as the client holds it); version 1,
+#: objects, is what a request without ``version`` gets. A server that knows only an older
+#: version answers in it, and the client reads that too.
+PULL_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -215,7 +218,8 @@ class BucketPage:
     bucket: str
     table: str
     key: str
-    streams: tuple[str, ...]
+    #: ``None`` (version 4): the streams the client holds the bucket through, unchanged.
+    streams: tuple[str, ...] | None
     state: Literal["new", "reset", "changed"]
     rows: tuple[Row, ...]
     removed: tuple[str, ...]
@@ -291,7 +295,9 @@ def _rows_of_columns(
     return tuple(zip(*by_column, strict=True))
 
 
-def _parse_page(b: Mapping[str, Any], columns: Mapping[str, tuple[str, ...]] | None) -> BucketPage:
+def _parse_page(
+    b: Mapping[str, Any], columns: Mapping[str, tuple[str, ...]] | None, version: int
+) -> BucketPage:
     bucket = str(_need(b, "bucket", "sync_pull bucket"))
     table, key = split_bucket(bucket)
     table = str(b.get("table") or table)
@@ -323,7 +329,9 @@ def _parse_page(b: Mapping[str, Any], columns: Mapping[str, tuple[str, ...]] | N
         bucket=bucket,
         table=table,
         key=str(b.get("key") or key),
-        streams=tuple(b.get("streams") or ()),
+        streams=None
+        if version >= 4 and b.get("streams") is None
+        else tuple(b.get("streams") or ()),
         state=state,
         rows=rows,
         removed=tuple(str(i) for i in b.get("removed") or ()),
@@ -341,14 +349,14 @@ def parse_pull(obj: Any) -> PullResponse:
     version = obj.get("version", 1) if isinstance(obj, Mapping) else 1
     columns: dict[str, tuple[str, ...]] | None = None
     if version != 1:
-        if version not in (2, PULL_VERSION):
+        if version not in (2, 3, PULL_VERSION):
             raise SyncError(f"sync_pull answered in wire version {version!r}, which is unknown")
         columns = {str(t): tuple(c) for t, c in (obj.get("columns") or {}).items()}
     return PullResponse(
         snapshot=str(_need(obj, "snapshot", "sync_pull")),
         server_time=parse_server_time(_need(obj, "server_time", "sync_pull")),
         schema_hash=str(obj.get("schema_hash") or ""),
-        buckets=tuple(_parse_page(b, columns) for b in obj.get("buckets") or ()),
+        buckets=tuple(_parse_page(b, columns, version) for b in obj.get("buckets") or ()),
         unchanged=tuple(obj.get("unchanged") or ()),
         removed_buckets=tuple(obj.get("removed_buckets") or ()),
         denied=tuple(
