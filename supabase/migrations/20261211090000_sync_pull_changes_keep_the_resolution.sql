@@ -17,7 +17,9 @@
  * time the streams change: each auto stream's query becomes a view for a moment, and the
  * tables the view depends on (pg_depend) are recorded in private.sync_membership_tables(). A
  * query that calls any function but auth.uid() may read tables the catalog does not show:
- * then the set is unknown (null) and every pull that finds a change resolves, as before.
+ * then the set is unknown (null) and every pull that finds a change resolves, as before. A
+ * change to the streams also changes the schema hash every token is signed with, so no token
+ * from before it is trusted with the new set.
  *
  * The resolution also gave each served bucket its `streams`. Without it they are the streams
  * the client already holds the bucket through (the token vouches that nothing changed them),
