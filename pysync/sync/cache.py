@@ -769,11 +769,11 @@ class SyncCache:
 
     def status(self) -> SyncStatus:
         pending, oldest = self._storage.pending_count()
-        stored = self._storage.meta("last_synced_at")
+        last_synced_at: datetime | None = None
         if self._synced_at is not None:
-            last_synced_at: datetime | None = datetime.fromtimestamp(self._synced_at, UTC)
-        else:
-            last_synced_at = None if stored is None else datetime.fromisoformat(stored)
+            last_synced_at = datetime.fromtimestamp(self._synced_at, UTC)
+        elif (stored := self._storage.meta("last_synced_at")) is not None:
+            last_synced_at = datetime.fromisoformat(stored)
         streams: dict[str, StreamProgress] = {}
         rows_by_stream = self._storage.row_counts_by_bucket_stream()
         for record in self._storage.buckets().values():

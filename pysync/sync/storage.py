@@ -1183,20 +1183,24 @@ class Storage:
                 )
             return self._subscription_rows
 
+    @staticmethod
+    def _is_live(row: Row, now: float) -> bool:
+        return row["expires_at"] is None or row["expires_at"] > now
+
     def subscriptions(self, now: float, *, include_expired: bool = False) -> list[Row]:
-        return [
-            dict(r)
-            for r in self._subscriptions()
-            if include_expired or r["expires_at"] is None or r["expires_at"] > now
-        ]
+        """Copies of the rows (the kept ones are not the caller's to change)."""
+        return [dict(r) for r in self._subscriptions() if include_expired or self._is_live(r, now)]
 
     def live_subscriptions(self, now: float) -> tuple[Subscription, ...]:
-        return tuple(Subscription(r["stream"], r["key"]) for r in self.subscriptions(now))
+        return tuple(
+            Subscription(r["stream"], r["key"])
+            for r in self._subscriptions()
+            if self._is_live(r, now)
+        )
 
     def drop_expired_subscriptions(self, now: float) -> int:
         with self.lock:
-            rows = self._subscriptions()
-            if all(r["expires_at"] is None or r["expires_at"] > now for r in rows):
+            if all(self._is_live(r, now) for r in self._subscriptions()):
                 return 0
             self._subscription_rows = None
             return self._run(
