@@ -547,3 +547,69 @@ def test_tables_read_by_a_query_are_found() -> None:
     s = new_storage()
     sql = "select m.body from messages m join course_content c on c.id = m.id where m.likes > ?"
     assert s.tables_read_by(sql, (1,)) == {"messages", "course_content"}
+
+
+def _wal_frames(path: Path) -> tuple[int, int]:
+    """The WAL's frames and how many of them are in the database file, read by a connection
+    of its own (a ``PASSIVE`` checkpoint that finds nothing to copy reports both)."""
+    with closing(sqlite3.connect(path)) as conn:
+        _busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    return frames, copied
+
+
+def test_a_bulk_pull_is_checkpointed_off_the_writing_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The WAL a first sync grew is copied into the database file by a thread of its own, and
+    SQLite's default automatic checkpoints come back once that copy is done."""
+    import threading
+
+    from pysync.sync import storage as storage_module
+
+    ran_on: list[str] = []
+    started, go = threading.Event(), threading.Event()
+    real_checkpoint = storage_module._checkpoint
+
+    def checkpoint(reopen: Any) -> None:
+        ran_on.append(threading.current_thread().name)
+        started.set()
+        go.wait(10)
+        real_checkpoint(reopen)
+
+    monkeypatch.setattr(storage_module, "_checkpoint", checkpoint)
+    path = tmp_path / "bulk.db"
+    s = new_storage(str(path))
+    s.hold_checkpoints()
+    for n in range(40):
+        rows = [msg(f"a0000000-0000-4000-8000-{n:06d}{i:06d}", "x" * 200) for i in range(200)]
+        apply(s, page(bucket("messages", CONV, rows)))
+    s.release_checkpoints()
+    # The pull is over while the copy waits: the rows are readable, the held setting stays.
+    assert started.wait(10)
+    assert ran_on == ["pysync-checkpoint"]
+    assert s.row_counts()["messages"] == 8000
+    assert (
+        s._all("PRAGMA wal_autocheckpoint")[0]["wal_autocheckpoint"]
+        == storage_module.BULK_WAL_PAGES
+    )
+    go.set()
+    s.wait_for_checkpoint()
+    frames, copied = _wal_frames(path)
+    assert frames > 1000 and copied == frames
+    with s.transaction():
+        s.set_meta("after", "bulk")
+    assert (
+        s._all("PRAGMA wal_autocheckpoint")[0]["wal_autocheckpoint"]
+        == storage_module.DEFAULT_WAL_PAGES
+    )
+    s.close()
+
+
+def test_a_bulk_pull_in_memory_is_checkpointed_in_place() -> None:
+    s = new_storage()
+    s.hold_checkpoints()
+    apply(s, page(bucket("messages", CONV, [msg(A, "hi")])))
+    s.release_checkpoints()
+    assert s._checkpointer is None
+    assert s._all("PRAGMA wal_autocheckpoint")[0]["wal_autocheckpoint"] == 1000
+    s.close()

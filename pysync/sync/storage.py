@@ -21,6 +21,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -52,6 +53,8 @@ from pysync.sync.wire import (
     parse_schema,
     split_bucket,
 )
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "BucketRecord",
@@ -199,6 +202,21 @@ def _connect(path: str, key: str | None) -> sqlite3.Connection:
     return conn
 
 
+def _checkpoint(reopen: Callable[[], sqlite3.Connection]) -> None:
+    """A ``PASSIVE`` checkpoint through a connection of its own (see
+    :meth:`Storage.release_checkpoints`). A failure is logged and costs nothing: SQLite's
+    automatic checkpoints copy the WAL later."""
+    try:
+        conn = reopen()
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+    except Exception as exc:  # sqlite3 and sqlcipher3 have distinct error classes
+        _log.warning("the WAL checkpoint after a bulk pull failed: %s", exc)
+
+
 class Storage:
     """The cache's SQLite database. Thread-safe: one re-entrant lock around every statement."""
 
@@ -227,6 +245,11 @@ class Storage:
         # The subscription rows as last read, or None (written only by this class too).
         self._subscription_rows: list[Row] | None = None
         self._checkpoints_held = False
+        # Opens another connection to the same file, for the checkpoint that ends a held
+        # stretch (None: the database lives in this connection only, as ":memory:" does).
+        self._reopen: Callable[[], sqlite3.Connection] | None = None
+        self._checkpointer: threading.Thread | None = None
+        self._default_checkpoints_due = False
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -234,6 +257,8 @@ class Storage:
     def open(cls, path: str | Path, *, key: str | None = None) -> Storage:
         conn = _connect(str(path), key)
         storage = cls(conn)
+        if str(path) not in ("", ":memory:") and not str(path).startswith("file:"):
+            storage._reopen = functools.partial(_connect, str(path), key)
         with storage.lock:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -247,6 +272,7 @@ class Storage:
             try:
                 self.write_kept()
                 self.release_checkpoints()
+                self.wait_for_checkpoint()
             finally:
                 self._conn.close()
 
@@ -258,18 +284,54 @@ class Storage:
         rather than once when it ends. A connection setting: a crash loses nothing, and the
         next open starts from SQLite's default."""
         with self.lock:
+            self._default_checkpoints_due = False
             if not self._checkpoints_held:
                 self._conn.execute(f"PRAGMA wal_autocheckpoint = {BULK_WAL_PAGES}")
                 self._checkpoints_held = True
 
     def release_checkpoints(self) -> None:
-        """Back to SQLite's default checkpoints, checkpointing what the held WAL holds now
-        (``PASSIVE``: it waits for no reader)."""
+        """End a held stretch: the held WAL is checkpointed (``PASSIVE``: it waits for no
+        reader) on a thread of its own, through a connection of its own, and SQLite's default
+        automatic checkpoints come back once that is done.
+
+        Copying a first sync's WAL into the database file took about 180 ms of a 100,000-row
+        sync's 1.1 s, after the last page was committed and readable. SQLite's advice for WAL
+        databases is to run checkpoints off the thread that writes; readers and writers go on
+        meanwhile. Until the copy is done this connection keeps the held setting, or its next
+        commit would find the WAL over the default and copy it itself. A checkpoint cut short
+        by a crash loses nothing: the WAL stays, and the next open or checkpoint copies it."""
         with self.lock:
-            if self._checkpoints_held:
-                self._checkpoints_held = False
+            if not self._checkpoints_held:
+                return
+            self._checkpoints_held = False
+            if self._reopen is None:
                 self._conn.execute(f"PRAGMA wal_autocheckpoint = {DEFAULT_WAL_PAGES}")
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                return
+            self.wait_for_checkpoint()
+            self._checkpointer = threading.Thread(
+                target=_checkpoint, args=(self._reopen,), name="pysync-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
+            self._default_checkpoints_due = True
+
+    def wait_for_checkpoint(self) -> None:
+        """Wait until a checkpoint started by :meth:`release_checkpoints` is done."""
+        with self.lock:
+            checkpointer, self._checkpointer = self._checkpointer, None
+            if checkpointer is not None:
+                checkpointer.join()
+            self._restore_default_checkpoints()
+
+    def _restore_default_checkpoints(self) -> None:
+        """SQLite's default automatic checkpoints again, once the background checkpoint that
+        ended a held stretch is done (called under the lock as each transaction begins)."""
+        if self._default_checkpoints_due and not (
+            self._checkpointer is not None and self._checkpointer.is_alive()
+        ):
+            self._default_checkpoints_due = False
+            self._checkpointer = None
+            self._conn.execute(f"PRAGMA wal_autocheckpoint = {DEFAULT_WAL_PAGES}")
 
     # -- statements and transactions -------------------------------------------------------
 
@@ -299,6 +361,8 @@ class Storage:
                 finally:
                     self._depth -= 1
                 return
+            if self._default_checkpoints_due:
+                self._restore_default_checkpoints()
             self._conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
