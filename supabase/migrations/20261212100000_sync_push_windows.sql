@@ -75,6 +75,123 @@ $$;
 revoke all on function private.sync_push_footprint() from public;
 grant execute on function private.sync_push_footprint() to authenticated, service_role;
 
+-- Each op of a push request: its client transaction (a number shared by the consecutive ops
+-- of one tx_id; an op without one is alone) and its shape, "<table>:<kind>:<data keys>", when
+-- it may be applied with other ops of its shape in one statement (null otherwise): an insert,
+-- or an update with its base_version, allowed on the table, data a non-empty object of
+-- writable columns, no stored result (not a replay), its row touched by no other op of the
+-- request, and no data value naming the row of any op of the request. The rule that runs
+-- (private.sync_push_runs) and windows (private.sync_push_windows) share.
+create function private.sync_push_shapes(ops jsonb, stored jsonb)
+returns table (i integer, tx_group bigint, shape text)
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+    return query
+    with o as (
+        select
+            (e.n - 1)::integer as i,
+            e.value ->> 'table' as tbl,
+            e.value ->> 'kind' as kind,
+            lower(e.value ->> 'id') as id,
+            e.value ->> 'op_id' as op_id,
+            e.value ->> 'base_version' as base_version,
+            case
+                when jsonb_typeof(e.value -> 'data') = 'object' then e.value -> 'data'
+            end as data,
+            e.value ->> 'tx_id' as tx,
+            lag(e.value ->> 'tx_id') over (order by e.n) as prev_tx
+        from jsonb_array_elements($1) with ordinality as e (value, n)
+    ),
+
+    specs as (
+        select d.tbl, s.operations, s.writable
+        from (select distinct o.tbl from o) as d
+        cross join lateral private.sync_table_rules(d.tbl) as s
+    ),
+
+    referencing as (
+        select distinct o.i
+        from o
+        cross join lateral jsonb_each_text(o.data) as v
+        inner join o as other on other.id = lower(v.value)
+    )
+
+    select
+        o.i,
+        sum(case when o.tx is not null and o.tx = o.prev_tx then 0 else 1 end)
+            over (order by o.i)
+        as tx_group,
+        case
+            when
+                o.kind in ('insert', 'update')
+                and o.data <> '{}'
+                and (o.kind = 'insert' or o.base_version is not null)
+                and o.kind = any(s.operations)
+                and not coalesce($2 ? ((o.op_id)::bigint)::text, false)
+                and count(*) over (partition by o.id) = 1
+                and r.i is null
+                and (
+                    select bool_and(k = any(s.writable)) from jsonb_object_keys(o.data) as k
+                )
+                then o.tbl || ':' || o.kind || ':' || (
+                    select string_agg(k, ',' order by k) from jsonb_object_keys(o.data) as k
+                )
+        end as shape
+    from o
+    left join specs as s on o.tbl = s.tbl
+    left join referencing as r on o.i = r.i;
+end
+$$;
+revoke all on function private.sync_push_shapes(jsonb, jsonb) from public;
+grant execute on function private.sync_push_shapes(jsonb, jsonb) to authenticated, service_role;
+
+-- As in 20261205100000_sync_push_ledger_plpgsql.sql, with the ops' shapes from
+-- private.sync_push_shapes.
+create or replace function private.sync_push_runs(ops jsonb, stored jsonb)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+    return (
+        with transactions as (
+            select
+                s.tx_group,
+                min(s.i) as first_op,
+                max(s.i) as last_op,
+                case
+                    when count(s.shape) = count(*) and count(distinct s.shape) = 1 then min(s.shape)
+                end as shape
+            from private.sync_push_shapes($1, $2) as s
+            group by s.tx_group
+        ),
+
+        islands as (
+            select
+                t.first_op,
+                t.last_op,
+                t.shape,
+                t.tx_group
+                - row_number() over (partition by t.shape order by t.tx_group) as island
+            from transactions as t
+            where t.shape is not null
+        )
+
+        select coalesce(jsonb_object_agg(r.first_op, r.last_op), '{}')
+        from (
+            select min(i.first_op) as first_op, max(i.last_op) as last_op
+            from islands as i
+            group by i.shape, i.island
+            having max(i.last_op) > min(i.first_op)
+        ) as r
+    );
+end
+$$;
+
 -- The windows of a push request: {"<index of its first op>": {"last": <index of its last op>,
 -- "groups": [[<op indexes of one table, kind and columns>], ...]}} (0-based; groups in the
 -- order of their first op). Only windows of two groups or more (one group is a run) and of
@@ -103,61 +220,7 @@ declare
 begin
     select array_agg(s.shape order by s.i), array_agg(s.tx_group order by s.i)
     into shapes, tx_groups
-    from (
-        with o as (
-            select
-                (e.n - 1)::integer as i,
-                e.value ->> 'table' as tbl,
-                e.value ->> 'kind' as kind,
-                lower(e.value ->> 'id') as id,
-                e.value ->> 'op_id' as op_id,
-                e.value ->> 'base_version' as base_version,
-                case
-                    when jsonb_typeof(e.value -> 'data') = 'object' then e.value -> 'data'
-                end as data,
-                e.value ->> 'tx_id' as tx,
-                lag(e.value ->> 'tx_id') over (order by e.n) as prev_tx
-            from jsonb_array_elements($1) with ordinality as e (value, n)
-        ),
-
-        specs as (
-            select d.tbl, s.operations, s.writable
-            from (select distinct o.tbl from o) as d
-            cross join lateral private.sync_table_rules(d.tbl) as s
-        ),
-
-        referencing as (
-            select distinct o.i
-            from o
-            cross join lateral jsonb_each_text(o.data) as v
-            inner join o as other on other.id = lower(v.value)
-        )
-
-        select
-            o.i,
-            sum(case when o.tx is not null and o.tx = o.prev_tx then 0 else 1 end)
-                over (order by o.i)
-            as tx_group,
-            case
-                when
-                    o.kind in ('insert', 'update')
-                    and o.data <> '{}'
-                    and (o.kind = 'insert' or o.base_version is not null)
-                    and o.kind = any(s.operations)
-                    and not coalesce($2 ? ((o.op_id)::bigint)::text, false)
-                    and count(*) over (partition by o.id) = 1
-                    and r.i is null
-                    and (
-                        select bool_and(k = any(s.writable)) from jsonb_object_keys(o.data) as k
-                    )
-                    then o.tbl || ':' || o.kind || ':' || (
-                        select string_agg(k, ',' order by k) from jsonb_object_keys(o.data) as k
-                    )
-            end as shape
-        from o
-        left join specs as s on o.tbl = s.tbl
-        left join referencing as r on o.i = r.i
-    ) as s;
+    from private.sync_push_shapes(ops, stored) as s;
 
     while i <= total loop
         -- The transaction starting at op i (ops i..last), and its shape by table: null when
