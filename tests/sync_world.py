@@ -140,8 +140,10 @@ class RefPuller:
     rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # table -> id -> row
     bucket_columns: dict[str, str] = field(default_factory=dict)
     pages: int = 0
-    #: The wire version asked for: 1 (rows as objects), 2 (arrays under ``columns``) or 3
-    #: (arrays, or a bucket served whole column by column in ``by_column``).
+    #: The wire version asked for: 1 (rows as objects), 2 (arrays under ``columns``), 3
+    #: (arrays, or a bucket served whole column by column in ``by_column``), 4 (a served
+    #: bucket's streams may be null) or 5 (the buckets at the most common cursor sent by table
+    #: under ``held``; ``all_unchanged`` answers).
     version: int = 1
     #: The last page's resolution token, sent back with the next pull (as a client does), so
     #: every test that pulls through the reference client also takes the short way whenever
@@ -161,8 +163,11 @@ class RefPuller:
         request = {"buckets": self.states, "subscriptions": self.subscriptions, "limit": limit}
         if self.version > 1:
             request["version"] = self.version
+        if self.version >= 5:
+            request.update(compact_held(self.states))
         if self.resolution is not None:
             request["resolution"] = self.resolution
+        sent = list(self.states)
         page: dict[str, Any] = self.gateway.rpc("sync_pull", {"request": request}, read_only=True)
         assert page.get("version", 1) == self.version, page.get("version")
         self.pages += 1
@@ -198,7 +203,8 @@ class RefPuller:
                     "round": entry["round"],
                     "after": entry["after"],
                 }
-        for bucket in page["unchanged"]:
+        unchanged = list(sent) if page.get("all_unchanged") else page["unchanged"]
+        for bucket in unchanged:
             self.states[bucket] = {"cursor": page["snapshot"], "round": None, "after": None}
         self.resolution = page.get("resolution")
         return page
@@ -223,6 +229,27 @@ class RefPuller:
 
     def ids(self, table: str) -> set[str]:
         return set(self.rows.get(table, {}))
+
+
+def compact_held(states: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Version 5's form of ``states``: the buckets whose whole state is the most common plain
+    cursor by table under ``held``, that cursor once, every other bucket in ``buckets``."""
+    plain = [
+        s["cursor"] for s in states.values() if s.get("cursor") and not s.get("round")
+        and not s.get("after")
+    ]  # fmt: skip
+    if not plain:
+        return {}
+    shared = max(set(plain), key=plain.count)
+    held: dict[str, list[str]] = {}
+    others: dict[str, dict[str, Any]] = {}
+    for bucket, state in states.items():
+        if state.get("cursor") == shared and not state.get("round") and not state.get("after"):
+            table, key = bucket.split(":", 1)
+            held.setdefault(table, []).append(key)
+        else:
+            others[bucket] = state
+    return {"buckets": others, "cursor": shared, "held": held}
 
 
 def enrolled(

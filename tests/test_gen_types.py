@@ -266,15 +266,15 @@ def test_platform_typescript_passes_deno_check(
         'const wrong: Course["status"] = "bogus";\n'
         # The sync RPCs take and return their declared payloads, not Json.
         'type Pull = Database["public"]["Functions"]["sync_pull"];\n'
-        'const args: Pull["Args"] = { request: { version: 4, limit: 100,\n'
+        'const args: Pull["Args"] = { request: { version: 5, limit: 100,\n'
         '  buckets: { "messages:m": { cursor: "10:12:11", round: null, after: null } },\n'
         '  subscriptions: [{ stream: "course_preview", key: "k" }] } };\n'
         'const firstValue = (page: Pull["Returns"]): Json | undefined =>\n'
         "  page.buckets[0]?.rows[0]?.[0];\n"
         'const byColumn = (page: Pull["Returns"]): Json | undefined =>\n'
         "  page.buckets[0]?.by_column?.[0]?.[0];\n"
-        "// @ts-expect-error: the types describe wire version 4 only\n"
-        'const v1: Pull["Args"] = { request: { version: 3 } };\n'
+        "// @ts-expect-error: the types describe wire version 5 only\n"
+        'const v1: Pull["Args"] = { request: { version: 4 } };\n'
         'type Push = Database["public"]["Functions"]["sync_push"];\n'
         'const push: Push["Args"] = { client_id: "c", ops: [{ op_id: 1, table: "messages",\n'
         '  kind: "insert", id: "i", data: { body: "hi" }, base_version: null }] };\n'

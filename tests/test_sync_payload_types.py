@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -131,8 +132,9 @@ def test_the_python_client_sends_what_the_declaration_describes() -> None:
             ),
         },
         subscriptions=(Subscription("course_preview", "9a1b"),),
-    ).to_json()
-    assert validate(request, _argument("sync_pull", "request")) == []
+    )
+    for sent in (request, replace(request, compact=True)):
+        assert validate(sent.to_json(), _argument("sync_pull", "request")) == []
     op = PushOp(
         op_id=7,
         tx_id=str(uuid.uuid4()),
@@ -217,10 +219,21 @@ def test_every_sync_answer_is_what_the_declaration_says(world: SyncWorld) -> Non
     }
     assert any(not e["complete"] for p in pages for e in p["buckets"])
 
-    # Nothing changed, then one lesson deleted: unchanged buckets, a removal. Sent with the
-    # token, the removal's entry leaves its streams out (a lesson is no membership row).
+    # Nothing changed, twice, then one lesson deleted: all unchanged, then unchanged buckets
+    # beside a removal. The second quiet pull sends the buckets at the shared cursor by table,
+    # as the client does. Sent with the token, the removal's entry leaves its streams out (a
+    # lesson is no membership row).
     quiet = call("sync_pull", {"request": {"buckets": states, "version": WIRE_VERSION}})
-    assert quiet["unchanged"] and quiet["resolution"]
+    assert quiet["all_unchanged"] is True and quiet["unchanged"] == [] and quiet["resolution"]
+    states = {bucket: {"cursor": quiet["snapshot"]} for bucket in states}
+    compact = PullRequest(
+        buckets={b: BucketState(**s) for b, s in states.items()},
+        resolution=quiet["resolution"],
+        compact=True,
+    ).to_json()
+    assert compact["held"] and compact["buckets"] == {}
+    quiet = call("sync_pull", {"request": compact})
+    assert quiet["all_unchanged"] is True and quiet["unchanged"] == []
     lesson = world.sql(
         "select id::text from public.course_content where course_id = %s limit 1", course
     )[0][0]
@@ -229,6 +242,7 @@ def test_every_sync_answer_is_what_the_declaration_says(world: SyncWorld) -> Non
     changed = call("sync_pull", {"request": request})
     assert any(lesson in e["removed"] for e in changed["buckets"])
     assert [e["streams"] for e in changed["buckets"]] == [None]
+    assert changed["unchanged"] and "all_unchanged" not in changed
 
     sums = call(
         "sync_checksums",

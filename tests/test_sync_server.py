@@ -119,10 +119,11 @@ def test_whole_pages_of_several_buckets_are_cut_only_in_their_last_bucket(
 
 
 def test_every_wire_version_serves_the_same_rows(world: SyncWorld) -> None:
-    """Versions 1 (objects), 2 (arrays) and 3 (a bucket served whole column by column, changes
-    as arrays) carry the same rows, across pages and through a change."""
+    """Versions 1 (objects), 2 (arrays), 3 (a bucket served whole column by column, changes
+    as arrays) and 5 (buckets at a shared cursor sent by table) carry the same rows, across
+    pages and through a change."""
     _, student, course, _ = enrolled(world, lessons=7)
-    pullers = {v: RefPuller(world.gateway(student), version=v) for v in (1, 2, 3)}
+    pullers = {v: RefPuller(world.gateway(student), version=v) for v in (1, 2, 3, 5)}
     first = {v: [p.pull_page(limit=3)] for v, p in pullers.items()}
     for version, puller in pullers.items():
         while first[version][-1]["has_more"]:
@@ -135,7 +136,8 @@ def test_every_wire_version_serves_the_same_rows(world: SyncWorld) -> None:
     changed = {v: p.pull() for v, p in pullers.items()}
     entries = [e for e in changed[3]["buckets"] if e["table"] == "course_content"]
     assert entries and all(e["rows"] and "by_column" not in e for e in entries), entries
-    assert pullers[1].rows == pullers[2].rows == pullers[3].rows
+    assert pullers[1].rows == pullers[2].rows == pullers[3].rows == pullers[5].rows
+    assert pullers[1].states.keys() == pullers[5].states.keys()
     assert pullers[3].rows["course_content"][lesson]["title"] == "renamed"
 
 

@@ -126,16 +126,20 @@ class SyncBucketState(TypedDict):
 
 
 class SyncPullRequest(TypedDict):
-    """The `request` of sync_pull, in wire version 4."""
+    """The `request` of sync_pull, in wire version 5."""
 
-    #: Every held bucket by name, with its state.
+    #: Every held bucket by name, with its state (but those in `held`).
     buckets: NotRequired[dict[str, SyncBucketState]]
+    #: With `held`: the cursor the buckets in `held` share.
+    cursor: NotRequired[str]
+    #: Per table, the keys of buckets whose whole state is `cursor` (version 5 servers).
+    held: NotRequired[dict[str, list[str]]]
     #: Live subscriptions.
     subscriptions: NotRequired[list[SyncSubscription]]
     #: Most rows and removals in the page (1..10000).
     limit: NotRequired[int]
     #: The wire version: rows as arrays of values.
-    version: Literal[4]
+    version: Literal[5]
     #: The last answer's `resolution`, sent back as it came (none yet: leave out).
     resolution: NotRequired[str]
 
@@ -181,10 +185,10 @@ class SyncDenied(TypedDict):
 
 
 class SyncPullResponse(TypedDict):
-    """One page of changes for every held bucket, in wire version 4."""
+    """One page of changes for every held bucket, in wire version 5."""
 
     #: The wire version of this answer.
-    version: Literal[4]
+    version: Literal[5]
     #: The page's snapshot: the cursor of `unchanged` buckets.
     snapshot: str
     #: The server's clock.
@@ -197,6 +201,8 @@ class SyncPullResponse(TypedDict):
     buckets: list[SyncBucketPage]
     #: Buckets whose cursor becomes `snapshot`.
     unchanged: list[str]
+    #: true: nothing changed; every bucket the request held is unchanged (`unchanged` []).
+    all_unchanged: NotRequired[bool]
     #: Buckets no longer held: drop their rows.
     removed_buckets: list[str]
     #: Subscriptions not granted.

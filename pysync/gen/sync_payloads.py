@@ -1,14 +1,16 @@
-"""The sync RPCs' payloads (wire version 4 of ``docs/sync-protocol.md``), declared once.
+"""The sync RPCs' payloads (wire version 5 of ``docs/sync-protocol.md``), declared once.
 
 The catalog sees ``sync_pull(request jsonb) → json``; this module says what ``request`` and
 the answer hold, so ``pysync gen types`` writes typed payloads for Dart, TypeScript and Python
 from one declaration. ``tests/test_sync_payload_types.py`` runs real ``sync_*`` calls against
 the migrations and validates every answer against it (every declared key present, typed as
 declared, no undeclared key, and every ``null`` or absent key seen for real), so the types
-cannot drift from the server. Only wire version 4 is described: the typed request always asks
-for it (``version: 4``), and the answer's rows are arrays of values under ``columns``, row by
+cannot drift from the server. Only wire version 5 is described: the typed request always asks
+for it (``version: 5``), and the answer's rows are arrays of values under ``columns``, row by
 row (``rows``) or, for a bucket served whole, column by column (``by_column``); a served
-bucket's ``streams`` may be null (as the client holds it).
+bucket's ``streams`` may be null (as the client holds it). A request may name the buckets at
+one shared cursor by table (``cursor``, ``held``), and the answer to a pull that found nothing
+says ``all_unchanged`` instead of naming them.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pysync.gen.payload_types import (
 __all__ = ["SYNC_PAYLOADS", "WIRE_VERSION"]
 
 #: The ``sync_pull`` wire version these types describe.
-WIRE_VERSION = 4
+WIRE_VERSION = 5
 
 # -- sync_schema --------------------------------------------------------------------------
 
@@ -132,12 +134,24 @@ SUBSCRIPTION = Struct(
 )
 PULL_REQUEST = Struct(
     "SyncPullRequest",
-    "The `request` of sync_pull, in wire version 4.",
+    "The `request` of sync_pull, in wire version 5.",
     (
         Field(
             "buckets",
             MapOf(BUCKET_STATE),
-            "Every held bucket by name, with its state.",
+            "Every held bucket by name, with its state (but those in `held`).",
+            required=False,
+        ),
+        Field(
+            "cursor",
+            SNAPSHOT,
+            "With `held`: the cursor the buckets in `held` share.",
+            required=False,
+        ),
+        Field(
+            "held",
+            MapOf(ListOf(STRING)),
+            "Per table, the keys of buckets whose whole state is `cursor` (version 5 servers).",
             required=False,
         ),
         Field("subscriptions", ListOf(SUBSCRIPTION), "Live subscriptions.", required=False),
@@ -195,7 +209,7 @@ DENIED = Struct(
 )
 PULL_RESPONSE = Struct(
     "SyncPullResponse",
-    "One page of changes for every held bucket, in wire version 4.",
+    "One page of changes for every held bucket, in wire version 5.",
     (
         Field("version", Const(WIRE_VERSION), "The wire version of this answer."),
         Field("snapshot", SNAPSHOT, "The page's snapshot: the cursor of `unchanged` buckets."),
@@ -204,6 +218,12 @@ PULL_RESPONSE = Struct(
         Field("columns", MapOf(ListOf(STRING)), "Per table with rows here: its column list."),
         Field("buckets", ListOf(BUCKET_PAGE), "Buckets with something to apply."),
         Field("unchanged", ListOf(STRING), "Buckets whose cursor becomes `snapshot`."),
+        Field(
+            "all_unchanged",
+            BOOLEAN,
+            "true: nothing changed; every bucket the request held is unchanged (`unchanged` []).",
+            required=False,
+        ),
         Field("removed_buckets", ListOf(STRING), "Buckets no longer held: drop their rows."),
         Field("denied", ListOf(DENIED), "Subscriptions not granted."),
         Field("has_more", BOOLEAN, "Pull again at once with the new states."),

@@ -153,6 +153,11 @@ class SyncCache:
         self._closed = False
         self._fetcher: ThreadPoolExecutor | None = None
         self._prefetched: tuple[PullRequest, Future[PullResponse]] | None = None
+        #: The wire version the server last answered a pull in: from 5 on, requests send the
+        #: buckets at the shared cursor by table. Learnt again by every process (the first
+        #: pull sends them by name), so a server rolled back is never sent what it cannot read
+        #: for longer than one pull.
+        self._server_pull_version = 1
         self._files: FileHooks | None = None
 
     # -- opening and closing -----------------------------------------------------------------
@@ -646,6 +651,7 @@ class SyncCache:
             subscriptions=self._storage.live_subscriptions(now),
             limit=self.page_limit,
             resolution=self._storage.resolution(),
+            compact=self._server_pull_version >= 5,
         )
 
     def _pull_page(self, repair: frozenset[str]) -> Event:
@@ -654,6 +660,7 @@ class SyncCache:
         response = self._take_prefetched(request)
         if response is None:
             response = self._connector.pull(request)
+        self._server_pull_version = response.version
         if response.schema_hash and response.schema_hash != self._storage.meta("schema_hash"):
             self.refresh_schema()
         elif response.has_more and self.prefetch:
@@ -829,6 +836,7 @@ def _next_request(request: PullRequest, response: PullResponse) -> PullRequest:
         subscriptions=request.subscriptions,
         limit=request.limit,
         resolution=response.resolution,
+        compact=response.version >= 5,
     )
 
 

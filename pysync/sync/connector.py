@@ -127,7 +127,7 @@ class Connector:
         args = {"request": request.to_json()}
         # Read-only: a GET where the gateway has URLs (it POSTs a request too long for one).
         raw = self._call("sync_pull", args, read_only=True, source=self._read)
-        return parse_pull(raw)
+        return parse_pull(raw, request)
 
     def checksums(
         self, buckets: Sequence[str], subscriptions: Sequence[Subscription] = ()

@@ -8,6 +8,7 @@ additions, so a newer server does not break an older client.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -178,10 +179,12 @@ class Subscription:
 
 #: The newest ``sync_pull`` wire version this client speaks: 2 sends rows as arrays of values
 #: under a column list per table, 3 may send a page's rows column by column (``by_column``),
-#: 4 may leave a served bucket's ``streams`` out (null: as the client holds it); version 1,
-#: objects, is what a request without ``version`` gets. A server that knows only an older
-#: version answers in it, and the client reads that too.
-PULL_VERSION = 4
+#: 4 may leave a served bucket's ``streams`` out (null: as the client holds it), 5 takes the
+#: buckets at one shared cursor by table (``cursor``, ``held``) and answers a pull that found
+#: nothing with ``all_unchanged``; version 1, objects, is what a request without ``version``
+#: gets. A server that knows only an older version answers in it, and the client reads that
+#: too.
+PULL_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -193,17 +196,48 @@ class PullRequest:
     #: The last response's resolution token, sent back as it came: when it still holds, a pull
     #: in which nothing changed skips working out the caller's buckets again.
     resolution: str | None = None
+    #: Send the buckets at the most common cursor as key arrays by table (version 5's
+    #: ``cursor`` and ``held``): only to a server that has answered in version 5, since an
+    #: older one reads ``buckets`` alone.
+    compact: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "version": self.version,
-            "buckets": {name: state.to_json() for name, state in sorted(self.buckets.items())},
-            "subscriptions": [s.to_json() for s in self.subscriptions],
-            "limit": self.limit,
-        }
+        body: dict[str, Any] = {"version": self.version}
+        shared = _shared_cursor(self.buckets) if self.compact else None
+        if shared is None:
+            states = sorted(self.buckets.items())
+            body["buckets"] = {name: state.to_json() for name, state in states}
+        else:
+            held: dict[str, list[str]] = {}
+            others: dict[str, Any] = {}
+            for name, state in self.buckets.items():
+                if state.cursor == shared and state.round is None and state.after is None:
+                    table, _, key = name.partition(":")
+                    keys = held.get(table)
+                    if keys is None:
+                        held[table] = [key]
+                    else:
+                        keys.append(key)
+                else:
+                    others[name] = state.to_json()
+            body["buckets"] = others
+            body["cursor"] = shared
+            body["held"] = held
+        body["subscriptions"] = [s.to_json() for s in self.subscriptions]
+        body["limit"] = self.limit
         if self.resolution is not None:
             body["resolution"] = self.resolution
         return body
+
+
+def _shared_cursor(buckets: Mapping[str, BucketState]) -> str | None:
+    """The cursor most buckets hold as their whole state (not mid-round), if any: after a
+    pull in which nothing changed, every bucket holds the same one."""
+    counts = Counter(
+        state.cursor for state in buckets.values() if state.round is None and state.after is None
+    )
+    counts.pop(None, None)
+    return max(counts, key=counts.__getitem__) if counts else None
 
 
 @dataclass(frozen=True)
@@ -271,6 +305,8 @@ class PullResponse:
     has_more: bool = False
     #: Opaque; send it with the next pull (``None``: the server gave none, send none).
     resolution: str | None = None
+    #: The wire version the server answered in: from 5 on, it reads ``PullRequest.compact``.
+    version: int = 1
 
 
 def split_bucket(name: str) -> tuple[str, str]:
@@ -344,20 +380,28 @@ def _parse_page(
     )
 
 
-def parse_pull(obj: Any) -> PullResponse:
-    """A ``sync_pull`` response of any version this client speaks (``version`` absent: 1)."""
+def parse_pull(obj: Any, sent: PullRequest | None = None) -> PullResponse:
+    """A ``sync_pull`` response of any version this client speaks (``version`` absent: 1).
+
+    Version 5's ``all_unchanged`` answer names no bucket: every bucket of ``sent``, the
+    request it answers, is unchanged, and the response says so by name like any other."""
     version = obj.get("version", 1) if isinstance(obj, Mapping) else 1
     columns: dict[str, tuple[str, ...]] | None = None
     if version != 1:
-        if version not in (2, 3, PULL_VERSION):
+        if version not in (2, 3, 4, PULL_VERSION):
             raise SyncError(f"sync_pull answered in wire version {version!r}, which is unknown")
         columns = {str(t): tuple(c) for t, c in (obj.get("columns") or {}).items()}
+    unchanged = tuple(obj.get("unchanged") or ())
+    if obj.get("all_unchanged") is True:
+        if sent is None:
+            raise SyncError("sync_pull answered all_unchanged, but the request is not known")
+        unchanged = tuple(sent.buckets)
     return PullResponse(
         snapshot=str(_need(obj, "snapshot", "sync_pull")),
         server_time=parse_server_time(_need(obj, "server_time", "sync_pull")),
         schema_hash=str(obj.get("schema_hash") or ""),
         buckets=tuple(_parse_page(b, columns, version) for b in obj.get("buckets") or ()),
-        unchanged=tuple(obj.get("unchanged") or ()),
+        unchanged=unchanged,
         removed_buckets=tuple(obj.get("removed_buckets") or ()),
         denied=tuple(
             Denied(str(d.get("stream")), str(d.get("key")), str(d.get("reason") or ""))
@@ -365,6 +409,7 @@ def parse_pull(obj: Any) -> PullResponse:
         ),
         has_more=bool(obj.get("has_more", False)),
         resolution=obj["resolution"] if isinstance(obj.get("resolution"), str) else None,
+        version=version if isinstance(version, int) else 1,
     )
 
 
