@@ -96,8 +96,8 @@ def test_version_2_page_without_columns_or_with_short_rows_is_refused() -> None:
     short = {**served, "buckets": [{**served["buckets"][0], "rows": [[A, CONV]]}]}
     with pytest.raises(SyncError, match="not 10 values"):
         parse_pull(short)
-    with pytest.raises(SyncError, match="wire version 5"):
-        parse_pull({**served, "version": 5})
+    with pytest.raises(SyncError, match="wire version 6"):
+        parse_pull({**served, "version": 6})
 
 
 def test_version_4_entry_without_streams_keeps_the_held_ones() -> None:

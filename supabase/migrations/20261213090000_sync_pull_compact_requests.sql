@@ -193,7 +193,13 @@ begin
             from jsonb_each(coalesce(compact, '{}')) as t (table_name, bucket_keys)
             cross join lateral jsonb_array_elements_text(t.bucket_keys) as k (bucket_key)
         ) as b;
-        if held_checkable then
+        if held_checkable and held = '{}' and compact is not null then
+            -- Version 5, every bucket at the shared cursor: one cursor to parse and check.
+            held_cursors := array_fill(
+                shared_cursor::pg_snapshot, array[cardinality(held_cursor_texts)]
+            );
+            held_checkable := pg_catalog.pg_snapshot_xmin(shared_cursor::pg_snapshot) > pruned;
+        elsif held_checkable then
             held_cursors := held_cursor_texts::pg_snapshot [];
             held_checkable := not exists (
                 select 1 from (select distinct c.c from unnest(held_cursor_texts) as c (c)) as c

@@ -387,12 +387,12 @@ select is(
 );
 select is(
     (select jsonb_build_object('version', p -> 'version', 'rows', b -> 'rows', 'by_column', jsonb_array_length(b -> 'by_column'))
-     from (select public.sync_pull('{"version": 5}')::jsonb as p) as pull
+     from (select public.sync_pull('{"version": 6}')::jsonb as p) as pull
      cross join lateral tests.bucket(pull.p, 'course_content:d0000000-0000-4000-8000-000000000001') as b),
-    jsonb_build_object('version', 4, 'rows', '[]'::jsonb, 'by_column', jsonb_array_length(
+    jsonb_build_object('version', 5, 'rows', '[]'::jsonb, 'by_column', jsonb_array_length(
         (select p -> 'columns' -> 'course_content' from (select public.sync_pull('{"version": 3}')::jsonb as p) as pull)
     )),
-    'a version the server does not know gets its newest, 4: a bucket served whole comes column by column, an array per column'
+    'a version the server does not know gets its newest, 5: a bucket served whole comes column by column, an array per column'
 );
 select is(
     (select jsonb_agg(r order by r ->> 'id') from jsonb_array_elements(
