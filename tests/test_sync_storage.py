@@ -560,8 +560,9 @@ def _wal_frames(path: Path) -> tuple[int, int]:
 def test_a_bulk_pull_is_checkpointed_off_the_writing_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The WAL a first sync grew is copied into the database file by a thread of its own, and
-    SQLite's default automatic checkpoints come back once that copy is done."""
+    """The WAL a first sync grew is copied into the database file by a thread of its own,
+    SQLite's default automatic checkpoints come back once that copy is done, and the WAL file
+    is cut back to ``WAL_SIZE_LIMIT`` when SQLite next starts it over."""
     import threading
 
     from pysync.sync import storage as storage_module
@@ -577,12 +578,15 @@ def test_a_bulk_pull_is_checkpointed_off_the_writing_thread(
         real_checkpoint(reopen)
 
     monkeypatch.setattr(storage_module, "_checkpoint", checkpoint)
+    monkeypatch.setattr(storage_module, "WAL_SIZE_LIMIT", 256 * 1024)
     path = tmp_path / "bulk.db"
+    wal = tmp_path / "bulk.db-wal"
     s = new_storage(str(path))
     s.hold_checkpoints()
     for n in range(40):
         rows = [msg(f"a0000000-0000-4000-8000-{n:06d}{i:06d}", "x" * 200) for i in range(200)]
         apply(s, page(bucket("messages", CONV, rows)))
+    assert wal.stat().st_size > 4 * 1024 * 1024  # held: nothing copied during the pull
     s.release_checkpoints()
     # The pull is over while the copy waits: the rows are readable, the held setting stays.
     assert started.wait(10)
@@ -602,6 +606,7 @@ def test_a_bulk_pull_is_checkpointed_off_the_writing_thread(
         s._all("PRAGMA wal_autocheckpoint")[0]["wal_autocheckpoint"]
         == storage_module.DEFAULT_WAL_PAGES
     )
+    assert wal.stat().st_size <= 256 * 1024
     s.close()
 
 
