@@ -343,6 +343,34 @@ def _file_state(path: Path) -> tuple[str | None, str | None]:
         return cursor.fetchone()[0], None if row is None else row[0]
 
 
+def test_a_quiet_page_naming_every_bucket_moves_them_all_at_once() -> None:
+    """A page in which nothing changed that names every bucket held gives them one shared
+    state, laid into the records only when a record is read: what a request sends is the same,
+    and a later page naming some of them starts from it."""
+    s = new_storage()
+    other = f"messages:{CONV2}"
+    s.apply_page(
+        {},
+        parse_pull(
+            page(
+                bucket("messages", CONV, [msg(A, "hi")], cursor="1:1:"),
+                bucket("messages", CONV2, [msg(B, "yo")], cursor="2:2:"),
+            )
+        ),
+        now=100,
+    )
+    quiet = parse_pull(page(unchanged=[BUCKET, other], snapshot="7:7:", resolution="t7"))
+    assert s.keep_unchanged(quiet, now=101)
+    assert s.bucket_states() == {BUCKET: BucketState("7:7:"), other: BucketState("7:7:")}
+    s.apply_page({}, parse_pull(page(unchanged=[BUCKET], snapshot="8:8:")), now=102)
+    assert {name: r.state for name, r in s.buckets().items()} == {
+        BUCKET: BucketState("8:8:"),
+        other: BucketState("7:7:"),
+    }
+    assert s.bucket_states()[other] == BucketState("7:7:")
+    s.close()
+
+
 def test_a_page_in_which_nothing_changed_is_kept_in_memory_then_written(tmp_path: Path) -> None:
     """A page in which nothing changed moves the cursors in memory only (the next request
     sends them); the file keeps the older, equally valid ones until the next page that

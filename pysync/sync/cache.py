@@ -642,10 +642,10 @@ class SyncCache:
 
     def _pull_request(self, repair: frozenset[str]) -> PullRequest:
         now = self._now()
-        states = {
-            name: (BucketState() if name in repair else record.state)
-            for name, record in self._storage.buckets().items()
-        }
+        states = self._storage.bucket_states()
+        for name in repair:
+            if name in states:
+                states[name] = BucketState()
         return PullRequest(
             buckets=states,
             subscriptions=self._storage.live_subscriptions(now),

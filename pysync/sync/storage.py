@@ -243,6 +243,10 @@ class Storage:
         # is locked to one process), so every write below drops the copy, and so does a
         # rollback (a copy read inside a transaction may hold what it undid).
         self._bucket_records: dict[str, BucketRecord] | None = None
+        #: Every bucket record's state, when a pull that found nothing moved them all to one
+        #: cursor: laid into the records only when a record itself is read (see
+        #: :meth:`_mark_unchanged`).
+        self._shared_state: BucketState | None = None
         # The meta rows as last read, or None, for the same reasons: a pull read the schema
         # hash and a sync's end wrote its outcome, a statement each, on every run. Every meta
         # write goes through _set_meta, which skips a value the row already holds.
@@ -385,6 +389,7 @@ class Storage:
                 self._depth = 0
                 self._changed.clear()
                 self._bucket_records = None
+                self._shared_state = None
                 self._kept = None
                 self._meta_rows = None
                 self._subscription_rows = None
@@ -888,28 +893,61 @@ class Storage:
     def buckets(self) -> dict[str, BucketRecord]:
         """Every held bucket's record, by name (a copy: callers may change it)."""
         with self.lock:
-            if self._bucket_records is None:
-                self._bucket_records = {
-                    r["bucket"]: BucketRecord(
-                        bucket=r["bucket"],
-                        table=r["tbl"],
-                        key=r["key"],
-                        streams=tuple(json.loads(r["streams"])),
-                        state=BucketState(r["cursor"], r["round"], r["after"]),
-                        last_used=r["last_used"],
-                    )
-                    for r in self._all("SELECT * FROM _sync_buckets ORDER BY bucket")
-                }
-            return dict(self._bucket_records)
+            return dict(self._records())
+
+    def bucket_states(self) -> dict[str, BucketState]:
+        """Every held bucket's state, by name: what a pull request sends. After a pull that
+        found nothing, one state shared by all, without making a record a bucket."""
+        with self.lock:
+            records = self._loaded_records()
+            shared = self._shared_state
+            if shared is not None:
+                return dict.fromkeys(records, shared)
+            return {name: record.state for name, record in records.items()}
+
+    def _records(self) -> dict[str, BucketRecord]:
+        """The copy of the bucket records, loaded if need be, with a shared state laid in."""
+        records = self._loaded_records()
+        shared, self._shared_state = self._shared_state, None
+        if shared is not None:
+            make = tuple.__new__
+            for name, r in records.items():
+                records[name] = make(BucketRecord, (r[0], r[1], r[2], r[3], shared, r[5]))
+        return records
+
+    def _loaded_records(self) -> dict[str, BucketRecord]:
+        """The copy of the bucket records as kept (a shared state not laid in)."""
+        if self._bucket_records is None:
+            self._shared_state = None
+            self._bucket_records = {
+                r["bucket"]: BucketRecord(
+                    bucket=r["bucket"],
+                    table=r["tbl"],
+                    key=r["key"],
+                    streams=tuple(json.loads(r["streams"])),
+                    state=BucketState(r["cursor"], r["round"], r["after"]),
+                    last_used=r["last_used"],
+                )
+                for r in self._all("SELECT * FROM _sync_buckets ORDER BY bucket")
+            }
+        return self._bucket_records
 
     def _mark_unchanged(self, buckets: Sequence[str], snapshot: str) -> None:
         """Give the copy of the bucket records the cursor a page of unchanged buckets just
         wrote, as the UPDATE did, rather than drop it: a pull in which nothing changed, the
-        common one, then reads no bucket row back (a rollback still drops the copy)."""
-        records = self._bucket_records
-        if records is None:
+        common one, then reads no bucket row back (a rollback still drops the copy).
+
+        When the page names every bucket held, the cursor becomes the shared state instead:
+        making a new record for each of 55 buckets was most of the client's own time in a
+        pull that found nothing."""
+        if self._bucket_records is None:
             return
         state = BucketState(snapshot)
+        kept = self._bucket_records
+        if len(buckets) == len(kept) and all(bucket in kept for bucket in buckets):
+            self._shared_state = state
+            return
+        records = self._records()
         for bucket in buckets:
             record = records.get(bucket)
             if record is None:
@@ -931,9 +969,9 @@ class Storage:
         """Give the copy of the bucket records what a page's UPDATE (or INSERT) of one bucket
         writes: its streams and state (and, for a new bucket, ``last_used``), so that the next
         pull reads no bucket row back either."""
-        records = self._bucket_records
-        if records is None:
+        if self._bucket_records is None:
             return
+        records = self._records()
         held = records.get(bucket)
         records[bucket] = BucketRecord(
             bucket, table, key, streams, state, now if held is None else held.last_used
@@ -944,6 +982,7 @@ class Storage:
         it a kept pull: the file's states are older but valid, and writing the kept cursors
         later could overwrite what this write stores."""
         self._bucket_records = None
+        self._shared_state = None
         self._kept = None
 
     def keep_unchanged(self, page: PullResponse, *, now: float) -> bool:
@@ -974,10 +1013,13 @@ class Storage:
                 or now - self._cursors_written_at >= KEEP_UNCHANGED_SECONDS
             ):
                 return False
+            shared = self._shared_state  # when set, every record's state, and a plain one
             for bucket in page.unchanged:
                 record = records.get(bucket)
-                state = record.state if record is not None else None
-                if state is None or state.round is not None or state.after is not None:
+                if record is None:
+                    return False
+                state = record.state if shared is None else shared
+                if state.round is not None or state.after is not None:
                     return False
             self._mark_unchanged(page.unchanged, page.snapshot)
             self._kept = KeptPull(page.snapshot, tuple(page.unchanged), page.resolution)
