@@ -359,6 +359,10 @@ def test_a_quiet_page_naming_every_bucket_moves_them_all_at_once() -> None:
         ),
         now=100,
     )
+    # A page naming one bucket twice names only one: the other keeps its cursor.
+    twice = parse_pull(page(unchanged=[BUCKET, BUCKET], snapshot="5:5:", resolution="t5"))
+    assert s.keep_unchanged(twice, now=101)
+    assert s.bucket_states() == {BUCKET: BucketState("5:5:"), other: BucketState("2:2:")}
     quiet = parse_pull(page(unchanged=[BUCKET, other], snapshot="7:7:", resolution="t7"))
     assert s.keep_unchanged(quiet, now=101)
     assert s.bucket_states() == {BUCKET: BucketState("7:7:"), other: BucketState("7:7:")}

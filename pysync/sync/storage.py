@@ -943,8 +943,7 @@ class Storage:
         if self._bucket_records is None:
             return
         state = BucketState(snapshot)
-        kept = self._bucket_records
-        if len(buckets) == len(kept) and all(bucket in kept for bucket in buckets):
+        if self._bucket_records.keys() == set(buckets):
             self._shared_state = state
             return
         records = self._records()
